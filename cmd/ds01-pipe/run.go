@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/report"
+)
+
+// runOptions are the flags of plan and run.
+type runOptions struct {
+	mode               pipeline.Mode
+	file               string
+	vars               []string
+	now                string
+	format             string
+	allowClockOverride bool
+	detailedExitCode   bool
+	callTimeout        time.Duration
+}
+
+func newPlanCmd(io IOStreams, g *globalOptions) *cobra.Command {
+	o := &runOptions{mode: pipeline.ModePlan}
+	cmd := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show what a pipeline would do, touching nothing",
+		Long: `plan runs every stage of the pipeline in decision mode: containers are listed and
+inspected, GPUs are read, and each container gets its verdict with the rule, the clock,
+the age, the limit and the time left. Nothing is removed, released, killed or logged
+to events.jsonl, and no lock is taken.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.file = args[0]
+			return runPipeline(cmd, io, g, o)
+		},
+	}
+	addRunFlags(cmd, o)
+	cmd.Flags().BoolVar(&o.detailedExitCode, "detailed-exitcode", false, "exit 4 when something would be removed (0 when nothing would)")
+	return cmd
+}
+
+func newRunCmd(io IOStreams, g *globalOptions) *cobra.Command {
+	o := &runOptions{mode: pipeline.ModeRun}
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a pipeline: remove what policy says, release GPUs, log every action",
+		Long: `run executes the pipeline for real, under the pipeline's lock and deadline. Exempt
+and running containers are never removed. Each removal is re-checked against a fresh
+inspect just before it happens.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.file = args[0]
+			return runPipeline(cmd, io, g, o)
+		},
+	}
+	addRunFlags(cmd, o)
+	cmd.Flags().BoolVar(&o.allowClockOverride, "allow-clock-override", false, "accept --now on run (a clock set forward removes containers early)")
+	return cmd
+}
+
+func addRunFlags(cmd *cobra.Command, o *runOptions) {
+	cmd.Flags().StringArrayVar(&o.vars, "var", nil, "set a pipeline variable, NAME=VALUE (repeatable)")
+	cmd.Flags().StringVar(&o.now, "now", "", "evaluate every age at this RFC3339 instant instead of the wall clock")
+	cmd.Flags().StringVar(&o.format, "format", "", "output: table or json (default: table on a terminal, json otherwise)")
+	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of each Docker call")
+}
+
+func parseVars(kvs []string) (map[string]string, error) {
+	vars := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, usageError("--var %q: expected NAME=VALUE", kv)
+		}
+		vars[name] = value
+	}
+	return vars, nil
+}
+
+func (o *runOptions) clock() (time.Time, error) {
+	if o.now == "" {
+		return time.Time{}, nil
+	}
+	if o.mode == pipeline.ModeRun && !o.allowClockOverride {
+		return time.Time{}, usageError("--now on run needs --allow-clock-override: a clock set forward would remove containers early")
+	}
+	t, err := time.Parse(time.RFC3339Nano, o.now)
+	if err != nil {
+		return time.Time{}, usageError("--now %q is not an RFC3339 time (for example 2026-02-16T15:50:03Z)", o.now)
+	}
+	return t.UTC(), nil
+}
+
+func (o *runOptions) outputFormat(io IOStreams) (string, error) {
+	switch o.format {
+	case "table", "json":
+		return o.format, nil
+	case "":
+		if io.outIsTerminal() {
+			return "table", nil
+		}
+		return "json", nil
+	}
+	return "", usageError("--format must be table or json, not %q", o.format)
+}
+
+func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions) error {
+	log, err := g.logger(io)
+	if err != nil {
+		return err
+	}
+	vars, err := parseVars(o.vars)
+	if err != nil {
+		return err
+	}
+	now, err := o.clock()
+	if err != nil {
+		return err
+	}
+	format, err := o.outputFormat(io)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(o.file, vars)
+	if err != nil {
+		return err
+	}
+	env, res, runErr := pipeline.Execute(cmd.Context(), cfg, pipeline.ExecOptions{
+		Mode:        o.mode,
+		Now:         now,
+		Log:         log,
+		SimFile:     lookupEnv(pipeline.SimEnvVar),
+		CallTimeout: o.callTimeout,
+	})
+
+	var locked *pipeline.LockedError
+	switch {
+	case pipeline.IsConfigError(runErr):
+		return withCode(ExitConfigError, runErr)
+	case errors.As(runErr, &locked):
+		return withCode(ExitLocked, runErr)
+	}
+	if res != nil {
+		doc := report.Build(env, res, runErr)
+		if err := writeReport(io, format, doc); err != nil {
+			return withCode(ExitFailure, fmt.Errorf("writing report: %w", err))
+		}
+		log.WithField("api_calls", fmt.Sprintf("list=%d inspect=%d remove=%d", env.Stats.ListCalls.Load(), env.Stats.InspectCalls.Load(), env.Stats.RemoveCalls.Load())).
+			Debug("docker API calls")
+	}
+	if runErr != nil {
+		return withCode(ExitFailure, runErr)
+	}
+	if res.Failed() > 0 {
+		return withCode(ExitPartial, fmt.Errorf("%d action(s) failed; see the report", res.Failed()))
+	}
+	if o.mode == pipeline.ModePlan && o.detailedExitCode {
+		for _, rec := range res.Batch.Records {
+			if rec.Verdict.Action == pipeline.ActionRemove {
+				return withCode(ExitChanges, errors.New(""))
+			}
+		}
+	}
+	return nil
+}
+
+func writeReport(io IOStreams, format string, doc *report.Document) error {
+	if format == "json" {
+		return doc.WriteJSON(io.Out)
+	}
+	return doc.WriteTable(io.Out)
+}

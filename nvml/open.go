@@ -1,0 +1,113 @@
+package nvml
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// SimFileEnv names the environment variable that selects the simulator
+// whatever the pipeline says (DESIGN.md section 8).
+const SimFileEnv = "DS01_PIPE_NVML_SIM"
+
+// maxSimFileSize bounds what Open reads: a simulation file describes a few
+// GPUs, so anything this large is a wrong path, not a host.
+const maxSimFileSize = 8 << 20
+
+// Options selects and configures a backend.
+type Options struct {
+	Backend string // "auto" | "nvml" | "sim" | "none" ("" = auto)
+	SimFile string // for "sim"
+}
+
+// WithEnv applies the DS01_PIPE_NVML_SIM override: when lookup finds it set
+// and non-empty, the result selects the simulator on that file. lookup is
+// os.LookupEnv in production; taking it as an argument keeps the package free
+// of hidden inputs and lets tests pass a map.
+func (o Options) WithEnv(lookup func(string) (string, bool)) Options {
+	if path, ok := lookup(SimFileEnv); ok && path != "" {
+		return Options{Backend: BackendSim, SimFile: path}
+	}
+	return o
+}
+
+// Open builds the backend. Every error it returns is a configuration error.
+//
+//   - "sim" reads and validates the file now, so a bad file fails before
+//     anything else happens; its errors are *SimFileError.
+//   - "auto" (or "") is the real NVML when its library loads and initialises,
+//     else backend "none" whose snapshots give the reason.
+//   - "nvml" is the real NVML; if it cannot initialise, its snapshots report
+//     Available=false with the reason, and the caller decides whether that
+//     is fatal.
+//   - "none" never has a GPU view.
+func Open(opts Options) (Backend, error) {
+	switch opts.Backend {
+	case BackendAuto, "":
+		b, reason := openNVML()
+		if reason != "" {
+			// Close is a no-op on a backend whose Init failed.
+			_ = b.Close()
+			return unavailable{name: BackendNone, reason: reason}, nil
+		}
+		return b, nil
+	case BackendNVML:
+		b, _ := openNVML()
+		return b, nil
+	case BackendSim:
+		return openSim(opts.SimFile)
+	case BackendNone:
+		return unavailable{name: BackendNone, reason: `GPU backend is "none"`}, nil
+	default:
+		return nil, fmt.Errorf("nvml: unknown GPU backend %q (want auto, nvml, sim or none)", opts.Backend)
+	}
+}
+
+func openSim(path string) (Backend, error) {
+	if path == "" {
+		return nil, errors.New(`nvml: GPU backend "sim" needs a simulation file (sim_file)`)
+	}
+	data, err := readLimited(path, maxSimFileSize)
+	if err != nil {
+		return nil, &SimFileError{Path: path, Msg: err.Error(), Err: err}
+	}
+	snap, err := ParseSim(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return &simBackend{snap: snap}, nil
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("file is larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// simBackend serves the snapshot parsed from a simulation file.
+type simBackend struct {
+	snap *Snapshot
+}
+
+func (s *simBackend) Name() string { return BackendSim }
+
+func (s *simBackend) Snapshot(ctx context.Context) (*Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.snap.clone(), nil
+}
+
+func (s *simBackend) Close() error { return nil }

@@ -1,0 +1,119 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Writer appends events to an events.jsonl file.
+//
+// DS01's own scripts append to the same file while readers tail it, so
+// every line goes out in exactly one write(2) on an O_APPEND descriptor:
+// the kernel then places each line whole at the end of the file, never
+// interleaved with another writer's line. A Writer may be shared by
+// goroutines for the same reason.
+type Writer struct {
+	path string
+	f    *os.File
+}
+
+// openFlags open the file for appending only. O_NOFOLLOW makes a symlink
+// planted as the file itself fail the open instead of redirecting root's
+// writes elsewhere; O_NONBLOCK makes a FIFO planted there fail (ENXIO, no
+// reader) instead of hanging the run.
+const openFlags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | syscall.O_CLOEXEC | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
+// OpenFile opens path for appending events, creating it (mode 0640) and its
+// parent directory (mode 0755) when missing. It refuses a path whose last
+// component is a symlink or anything but a regular file.
+func OpenFile(path string) (*Writer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("events file %s: create directory: %w", path, err)
+	}
+	f, err := os.OpenFile(path, openFlags, 0o640)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("events file %s: refusing a symbolic link: %w", path, err)
+		}
+		return nil, fmt.Errorf("events file: %w", err)
+	}
+	// Check the file that was opened, not the path: the path may have
+	// changed in between.
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("events file %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	return &Writer{path: path, f: f}, nil
+}
+
+// Path is the file the writer appends to.
+func (w *Writer) Path() string { return w.path }
+
+// Write encodes ev and appends it as one line.
+func (w *Writer) Write(ev Event) error {
+	line, err := ev.Encode()
+	if err != nil {
+		return fmt.Errorf("events file %s: %w", w.path, err)
+	}
+	return w.writeLine(line)
+}
+
+// writeLine appends line with a single write(2). os.File.Write would loop
+// over a short write and could put the rest of the line after another
+// writer's line, so the system call is made directly and a short write is
+// an error.
+func (w *Writer) writeLine(line []byte) error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("events file %s: %w", w.path, err)
+	}
+	var n int
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		n, werr = write(fd, line)
+		if werr == nil && n > 0 && n < len(line) {
+			// Best effort: end the partial line, so the next appender's
+			// line (ours or a DS01 script's) starts on a line of its own
+			// and readers lose one event, not two.
+			_, _ = write(fd, []byte{'\n'})
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("events file %s: write: %w", w.path, err)
+	}
+	if n != len(line) {
+		return fmt.Errorf("events file %s: short write: %d of %d bytes", w.path, n, len(line))
+	}
+	return nil
+}
+
+// write is one write(2), repeated only when a signal interrupted it before
+// anything was written.
+func write(fd uintptr, b []byte) (int, error) {
+	for {
+		n, err := syscall.Write(int(fd), b)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+// Close closes the file.
+func (w *Writer) Close() error {
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("events file %s: %w", w.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/moby/moby/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ds01/ds01-pipe/nvml"
+)
+
+// SimEnvVar names the environment variable that points every run at a GPU
+// simulation file, overriding the pipeline's gpu block.
+const SimEnvVar = "DS01_PIPE_NVML_SIM"
+
+// ExecOptions are the run-time inputs of Execute.
+type ExecOptions struct {
+	Mode   Mode
+	Now    time.Time // zero: the wall clock
+	Docker Docker    // nil: connect to the engine named by DOCKER_HOST (or the default socket)
+	Log    logrus.FieldLogger
+	// SimFile, when set, overrides the pipeline's gpu block with a
+	// simulation file (the DS01_PIPE_NVML_SIM variable).
+	SimFile     string
+	CallTimeout time.Duration
+}
+
+// LockedError says another run holds the pipeline's lock.
+type LockedError struct {
+	Path   string
+	Holder string
+}
+
+func (e *LockedError) Error() string {
+	h := e.Holder
+	if h == "" {
+		h = "unknown holder"
+	}
+	return fmt.Sprintf("another run holds %s (%s); nothing done", e.Path, h)
+}
+
+// UnreachableError says the Docker engine did not answer.
+type UnreachableError struct {
+	Host string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the Docker engine at %s: %v", e.Host, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// OpenGPU opens the GPU back end a pipeline asks for. A simulation file
+// that does not parse is a configuration error.
+func OpenGPU(cfg GPUConfig, simOverride string) (nvml.Backend, error) {
+	opts := nvml.Options{Backend: cfg.Backend, SimFile: cfg.SimFile}
+	if simOverride != "" {
+		opts = nvml.Options{Backend: "sim", SimFile: simOverride}
+	}
+	b, err := nvml.Open(opts)
+	if err != nil {
+		var se *nvml.SimFileError
+		if errors.As(err, &se) {
+			return nil, &ConfigError{Diags: simDiag(err)}
+		}
+		return nil, fmt.Errorf("opening GPU back end %q: %w", opts.Backend, err)
+	}
+	return b, nil
+}
+
+// Execute runs a loaded pipeline: it opens the GPU view, takes the lock
+// (run mode only), connects to Docker, and runs the stages under the
+// pipeline's deadline. The returned Env describes the run even on error.
+func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result, error) {
+	log := opts.Log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	host, _ := os.Hostname()
+	env := &Env{
+		Pipeline:    cfg.Name,
+		File:        cfg.File,
+		Mode:        opts.Mode,
+		Now:         now.UTC(),
+		Host:        host,
+		CallTimeout: opts.CallTimeout,
+		GPURequired: cfg.GPU.Required,
+		Policy:      cfg.Policy,
+		Log:         log.WithField("pipeline", cfg.Name),
+		Stats:       &Stats{},
+	}
+
+	gpu, err := OpenGPU(cfg.GPU, opts.SimFile)
+	if err != nil {
+		return env, nil, err
+	}
+	defer gpu.Close()
+	env.GPU = gpu
+
+	if opts.Mode == ModeRun && cfg.LockFile != "" {
+		unlock, err := lock(cfg.LockFile, cfg.Name)
+		if err != nil {
+			return env, nil, err
+		}
+		defer unlock()
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	docker := opts.Docker
+	if docker == nil {
+		c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			return env, nil, fmt.Errorf("docker client: %w", err)
+		}
+		defer c.Close()
+		pingCtx, pingCancel := context.WithTimeout(ctx, pingTimeout(opts.CallTimeout))
+		_, err = c.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true})
+		pingCancel()
+		if err != nil {
+			return env, nil, &UnreachableError{Host: c.DaemonHost(), Err: err}
+		}
+		docker = c
+	}
+	env.Docker = docker
+
+	res, err := Run(ctx, env, cfg.Stages)
+	return env, res, err
+}
+
+func pingTimeout(call time.Duration) time.Duration {
+	if call > 0 && call < 5*time.Second {
+		return call
+	}
+	return 5 * time.Second
+}
+
+// lock takes the pipeline's flock without waiting and records who holds it.
+// flock(2) is released by the kernel when the process ends, so a crash
+// never leaves a stale lock behind.
+func lock(path, pipelineName string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock directory: %w", err)
+	}
+	fl := flock.New(path, flock.SetPermissions(0o644))
+	ok, err := fl.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("taking lock %s: %w", path, err)
+	}
+	if !ok {
+		holder, _ := os.ReadFile(path)
+		return nil, &LockedError{Path: path, Holder: strings.TrimSpace(string(holder))}
+	}
+	info := fmt.Sprintf("pid %d, started %s, pipeline %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName)
+	// Same inode, so the lock stays; the text is only for the next run's message.
+	if err := os.WriteFile(path, []byte(info), 0o644); err != nil {
+		_ = fl.Unlock()
+		return nil, fmt.Errorf("writing lock holder to %s: %w", path, err)
+	}
+	return func() { _ = fl.Unlock() }, nil
+}

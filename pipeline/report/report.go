@@ -1,0 +1,254 @@
+// Package report renders the result of a run: the JSON document of the
+// command-line contract and the table an admin reads.
+package report
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"time"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+)
+
+// Document is the JSON printed by `plan --format json` and `run --format json`.
+// Field names are a public contract: extend, never rename.
+type Document struct {
+	Pipeline   string      `json:"pipeline"`
+	Mode       string      `json:"mode"`
+	Now        string      `json:"now"`
+	Containers []Container `json:"containers"`
+	GPUs       []GPU       `json:"gpus"`
+	Summary    Summary     `json:"summary"`
+}
+
+// Container is one container's line of the report.
+type Container struct {
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	State        string   `json:"state"`
+	Image        string   `json:"image,omitempty"`
+	Created      *string  `json:"created"`
+	StartedAt    *string  `json:"started_at"`
+	FinishedAt   *string  `json:"finished_at"`
+	Owner        string   `json:"owner"`
+	OwnerSource  string   `json:"owner_source"`
+	Type         string   `json:"type"`
+	Exempt       bool     `json:"exempt"`
+	ExemptReason string   `json:"exempt_reason"`
+	GPUs         []string `json:"gpus"`
+	GPUAll       bool     `json:"gpu_all,omitempty"`
+	Verdict      string   `json:"verdict"`
+	Reason       string   `json:"reason"`
+	Rule         string   `json:"rule,omitempty"`
+	Clock        string   `json:"clock,omitempty"`
+	AgeS         *int64   `json:"age_s"`
+	LimitS       *int64   `json:"limit_s"`
+	LeftS        *int64   `json:"left_s"`
+	Detail       string   `json:"detail,omitempty"`
+	Outcome      string   `json:"outcome"`
+	Error        string   `json:"error"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// GPU is one GPU or MIG slice of the reconciled view.
+type GPU struct {
+	UUID      string    `json:"uuid"`
+	Index     int       `json:"index"`
+	Name      string    `json:"name,omitempty"`
+	MIGParent *string   `json:"mig_parent"`
+	ClaimedBy []string  `json:"claimed_by"`
+	Processes []Process `json:"processes"`
+	Status    string    `json:"status"`
+}
+
+// Process is one compute process on a GPU.
+type Process struct {
+	PID           int     `json:"pid"`
+	ContainerID   *string `json:"container_id"`
+	UsedMemoryMiB uint64  `json:"used_memory_mib"`
+	Killed        bool    `json:"killed,omitempty"`
+}
+
+// Summary counts what the run decided and did.
+type Summary struct {
+	Containers  int            `json:"containers"`
+	Verdicts    map[string]int `json:"verdicts"`
+	Outcomes    map[string]int `json:"outcomes"`
+	Remove      int            `json:"remove"`
+	Removed     int            `json:"removed"`
+	Failed      int            `json:"failed"`
+	GPUStatuses map[string]int `json:"gpu_statuses"`
+	NVMLChecked bool           `json:"nvml_checked"`
+	NVML        string         `json:"nvml"`
+	Stages      []StageTiming  `json:"stages"`
+	DurationS   float64        `json:"duration_s"`
+	Error       string         `json:"error,omitempty"`
+}
+
+// StageTiming is one stage's duration.
+type StageTiming struct {
+	Stage     string  `json:"stage"`
+	DurationS float64 `json:"duration_s"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// Build turns a run's result into the report document.
+func Build(env *pipeline.Env, res *pipeline.Result, runErr error) *Document {
+	doc := &Document{
+		Pipeline:   env.Pipeline,
+		Mode:       string(env.Mode),
+		Now:        env.Now.UTC().Format(time.RFC3339Nano),
+		Containers: []Container{},
+		GPUs:       []GPU{},
+		Summary: Summary{
+			Verdicts:    map[string]int{},
+			Outcomes:    map[string]int{},
+			GPUStatuses: map[string]int{},
+			Stages:      []StageTiming{},
+		},
+	}
+	if res == nil || res.Batch == nil {
+		if runErr != nil {
+			doc.Summary.Error = runErr.Error()
+		}
+		return doc
+	}
+	b := res.Batch
+	for _, rec := range b.Records {
+		doc.Containers = append(doc.Containers, container(rec))
+	}
+	for _, g := range b.GPUs {
+		doc.GPUs = append(doc.GPUs, gpu(g))
+	}
+	s := &doc.Summary
+	s.Containers = len(doc.Containers)
+	for _, c := range doc.Containers {
+		if c.Verdict != "" {
+			s.Verdicts[c.Verdict]++
+		}
+		if c.Outcome != "" {
+			s.Outcomes[c.Outcome]++
+		}
+		switch {
+		case c.Verdict == string(pipeline.ActionRemove):
+			s.Remove++
+		}
+		switch pipeline.OutcomeStatus(c.Outcome) {
+		case pipeline.OutcomeRemoved:
+			s.Removed++
+		case pipeline.OutcomeFailed:
+			s.Failed++
+		}
+	}
+	for _, g := range doc.GPUs {
+		s.GPUStatuses[g.Status]++
+	}
+	s.NVMLChecked = b.GPUChecked
+	switch {
+	case b.GPU == nil:
+		s.NVML = "not queried"
+	case b.GPU.Available:
+		s.NVML = b.GPU.Backend
+	default:
+		s.NVML = "unavailable: " + b.GPU.Unavailable
+	}
+	for _, t := range res.Timings {
+		st := StageTiming{Stage: t.Ref.String(), DurationS: seconds(t.Duration)}
+		if t.Err != nil {
+			st.Error = t.Err.Error()
+		}
+		s.Stages = append(s.Stages, st)
+	}
+	s.DurationS = seconds(res.Elapsed)
+	if runErr != nil {
+		s.Error = runErr.Error()
+	}
+	return doc
+}
+
+// WriteJSON writes the document as one indented JSON value.
+func (d *Document) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+func container(rec *pipeline.Record) Container {
+	c := rec.Container
+	v := rec.Verdict
+	out := Container{
+		ID:           c.ID,
+		Name:         c.Name,
+		State:        string(c.State),
+		Image:        c.Image,
+		Created:      timestamp(c.Created),
+		StartedAt:    timestamp(c.StartedAt),
+		FinishedAt:   timestamp(c.FinishedAt),
+		Owner:        rec.Owner.Name,
+		OwnerSource:  string(rec.Owner.Source),
+		Type:         rec.Type,
+		Exempt:       rec.Exempt,
+		ExemptReason: rec.ExemptReason,
+		GPUs:         rec.GPUUUIDs(),
+		GPUAll:       rec.GPUAll,
+		Verdict:      string(v.Action),
+		Reason:       string(v.Reason),
+		Rule:         v.Rule,
+		Clock:        string(v.Clock),
+		Detail:       v.Detail,
+		Outcome:      string(rec.Outcome.Status),
+		Error:        rec.Outcome.Error,
+		Warnings:     rec.Warnings,
+	}
+	if v.Clock != "" {
+		out.AgeS = secondsPtr(v.Age)
+	}
+	if v.HasLimit {
+		out.LimitS = secondsPtr(v.Limit)
+		left, _ := v.Left()
+		out.LeftS = secondsPtr(left)
+	}
+	return out
+}
+
+func gpu(g pipeline.GPUReport) GPU {
+	out := GPU{
+		UUID:      g.UUID,
+		Index:     g.Index,
+		Name:      g.Name,
+		ClaimedBy: append([]string{}, g.ClaimedBy...),
+		Processes: []Process{},
+		Status:    string(g.Status),
+	}
+	if g.MIGParent != "" {
+		p := g.MIGParent
+		out.MIGParent = &p
+	}
+	for _, p := range g.Processes {
+		proc := Process{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB, Killed: p.Killed}
+		if p.ContainerID != "" {
+			id := p.ContainerID
+			proc.ContainerID = &id
+		}
+		out.Processes = append(out.Processes, proc)
+	}
+	return out
+}
+
+func timestamp(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
+}
+
+func secondsPtr(d time.Duration) *int64 {
+	s := int64(math.Floor(d.Seconds()))
+	return &s
+}
+
+func seconds(d time.Duration) float64 {
+	return math.Round(d.Seconds()*1000) / 1000
+}

@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+)
+
+// StageRef names a stage of a pipeline: its kind and, when one pipeline
+// uses a kind twice, a name.
+type StageRef struct {
+	Kind string
+	Name string
+}
+
+func (r StageRef) String() string {
+	if r.Name == "" {
+		return r.Kind
+	}
+	return r.Kind + "." + r.Name
+}
+
+// StageInstance is a configured stage of a loaded pipeline.
+type StageInstance struct {
+	Ref     StageRef
+	Stage   Stage
+	Timeout time.Duration // 0: bounded only by the run's deadline
+}
+
+// StageTiming is how long a stage took.
+type StageTiming struct {
+	Ref      StageRef
+	Duration time.Duration
+	Err      error
+}
+
+// Result is what a run produced.
+type Result struct {
+	Batch   *Batch
+	Timings []StageTiming
+	Started time.Time
+	Elapsed time.Duration
+}
+
+// Failed reports whether any container's action failed.
+func (r *Result) Failed() int {
+	n := 0
+	for _, rec := range r.Batch.Records {
+		if rec.Outcome.Status == OutcomeFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// finalizeTimeout bounds the stages that run after a failure.
+const finalizeTimeout = 30 * time.Second
+
+// Run runs the stages in order over one batch. The context carries the
+// run's deadline. After every stage the engine enforces the invariants no
+// stage may break: an exempt or live container never keeps a remove
+// verdict. When a stage fails, later stages are skipped except finalizers
+// (the log stage), which still record what was done.
+func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error) {
+	res := &Result{Batch: &Batch{}, Started: time.Now()}
+	var runErr error
+	for _, st := range stages {
+		if runErr != nil {
+			if f, ok := st.Stage.(Finalizer); !ok || !f.Finalize() {
+				continue
+			}
+		}
+		stageCtx, cancel := stageContext(ctx, st, runErr != nil)
+		start := time.Now()
+		err := st.Stage.Process(stageCtx, env, res.Batch)
+		cancel()
+		enforceInvariants(res.Batch)
+		if err == nil && runErr == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			err = fmt.Errorf("stage %s: %w", st.Ref, err)
+		}
+		res.Timings = append(res.Timings, StageTiming{Ref: st.Ref, Duration: time.Since(start), Err: err})
+		if env.Log != nil {
+			env.Log.WithField("stage", st.Ref.String()).WithField("duration", time.Since(start).Round(time.Millisecond)).Debug("stage done")
+		}
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	res.Elapsed = time.Since(res.Started)
+	return res, runErr
+}
+
+func stageContext(ctx context.Context, st StageInstance, finalizing bool) (context.Context, context.CancelFunc) {
+	if finalizing {
+		// The run's own context may be dead already; what was done must
+		// still be logged, so give the finalizer a short deadline of its own.
+		return context.WithTimeout(context.WithoutCancel(ctx), finalizeTimeout)
+	}
+	if st.Timeout > 0 {
+		return context.WithTimeout(ctx, st.Timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// enforceInvariants is the engine's guarantee, independent of any stage's
+// code: exempt containers and live containers are never removed.
+func enforceInvariants(b *Batch) {
+	for _, rec := range b.Records {
+		if rec.Verdict.Action != ActionRemove {
+			continue
+		}
+		switch {
+		case rec.Exempt:
+			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonExempt, Detail: rec.ExemptReason}
+		case rec.Container.State.Live():
+			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotACandidate, Detail: "container is " + string(rec.Container.State)}
+		case rec.Outcome.Status == OutcomeFailed:
+			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotDecided, Detail: rec.Outcome.Error}
+		}
+	}
+}
+
+// ForEach runs fn for every record on a pool of at most workers goroutines.
+// It stops submitting once ctx is done and returns ctx's error then; fn
+// reports per-record problems on the record itself.
+func ForEach(ctx context.Context, recs []*Record, workers int, fn func(context.Context, *Record)) error {
+	if workers < 1 {
+		workers = 1
+	}
+	p := pool.New().WithContext(ctx).WithMaxGoroutines(workers)
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			break
+		}
+		p.Go(func(ctx context.Context) error {
+			fn(ctx, rec)
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// ErrDeadline reports whether err came from the run's deadline.
+func ErrDeadline(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded)
+}

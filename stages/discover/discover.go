@@ -1,0 +1,261 @@
+// Package discover is the first stage of every pipeline: it lists the
+// containers in scope with one Docker API call, inspects each of them once
+// on a bounded pool, and takes the run's one snapshot of GPU state.
+package discover
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+)
+
+//go:embed sample.hcl
+var sample string
+
+// Kind is the stage kind.
+const Kind = "discover"
+
+// DefaultWorkers is the inspect pool size. Measured on a 2-core host with
+// Engine 20.10: more parallel inspects than this only queue inside dockerd.
+const DefaultWorkers = 8
+
+var validStates = []string{"created", "running", "paused", "restarting", "removing", "exited", "dead"}
+
+// Stage is the discover stage.
+type Stage struct {
+	NamePrefix string            `hcl:"name_prefix,optional" doc:"only containers whose name starts with this text (anchored, not a regular expression)"`
+	Labels     map[string]string `hcl:"labels,optional" doc:"only containers carrying all of these labels with these values"`
+	States     []string          `hcl:"states,optional" doc:"only containers in these states (default: all)"`
+	Workers    int               `hcl:"workers,optional" doc:"parallel inspect calls"`
+}
+
+func init() {
+	pipeline.Register(pipeline.Spec{
+		Kind: Kind,
+		Summary: "Lists the containers in scope with one Docker API call and inspects each once on a bounded pool, " +
+			"building one record per container (state, UTC timestamps, labels, GPU requests, NVIDIA_VISIBLE_DEVICES). " +
+			"It also takes the run's single GPU snapshot and reads each container's GPU allocation records. " +
+			"A container that vanishes between the list and its inspect is dropped, not an error.",
+		Sample: sample,
+		New:    func() pipeline.Stage { return &Stage{Workers: DefaultWorkers} },
+	})
+}
+
+// Init checks the configuration.
+func (s *Stage) Init() error {
+	if s.Workers < 1 || s.Workers > 256 {
+		return &pipeline.AttrError{Attr: "workers", Err: fmt.Errorf("must be between 1 and 256, got %d", s.Workers)}
+	}
+	for _, st := range s.States {
+		if !contains(validStates, st) {
+			return &pipeline.AttrError{Attr: "states", Err: fmt.Errorf("unknown state %q (one of %s)", st, strings.Join(validStates, ", "))}
+		}
+	}
+	return nil
+}
+
+// Process lists, inspects and snapshots.
+func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
+	filters := make(client.Filters)
+	if s.NamePrefix != "" {
+		// Docker matches names as unanchored regular expressions against
+		// "/name"; anchoring it here narrows the list, and the exact prefix
+		// test below makes the scope precise.
+		filters.Add("name", "^/"+regexp.QuoteMeta(s.NamePrefix))
+	}
+	for _, k := range sortedKeys(s.Labels) {
+		filters.Add("label", k+"="+s.Labels[k])
+	}
+	if len(s.States) > 0 {
+		filters.Add("status", s.States...)
+	}
+	callCtx, cancel := env.Call(ctx)
+	list, err := env.Docker.ContainerList(callCtx, client.ContainerListOptions{All: true, Filters: filters})
+	cancel()
+	env.Stats.ListCalls.Add(1)
+	if err != nil {
+		return fmt.Errorf("listing containers: %w", err)
+	}
+
+	var recs []*pipeline.Record
+	for _, item := range list.Items {
+		if !s.inScope(item) {
+			continue
+		}
+		recs = append(recs, &pipeline.Record{Container: pipeline.Container{
+			ID:     item.ID,
+			Name:   summaryName(item),
+			State:  pipeline.State(item.State),
+			Labels: item.Labels,
+		}})
+	}
+
+	vanished := make([]bool, len(recs))
+	index := make(map[*pipeline.Record]int, len(recs))
+	for i, r := range recs {
+		index[r] = i
+	}
+	err = pipeline.ForEach(ctx, recs, s.Workers, func(ctx context.Context, rec *pipeline.Record) {
+		callCtx, cancel := env.Call(ctx)
+		defer cancel()
+		res, err := env.Docker.ContainerInspect(callCtx, rec.Container.ID, client.ContainerInspectOptions{})
+		env.Stats.InspectCalls.Add(1)
+		switch {
+		case cerrdefs.IsNotFound(err):
+			vanished[index[rec]] = true
+		case err != nil:
+			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: fmt.Sprintf("inspect: %v", err)}
+			rec.Verdict = pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: "could not inspect"}
+		default:
+			fill(rec, res.Container)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("inspecting containers: %w", err)
+	}
+	for i, r := range recs {
+		if !vanished[i] {
+			batch.Records = append(batch.Records, r)
+		} else if env.Log != nil {
+			env.Log.WithField("container", r.Container.Name).Debug("container vanished before inspect")
+		}
+	}
+	sort.Slice(batch.Records, func(i, j int) bool { return batch.Records[i].Container.Name < batch.Records[j].Container.Name })
+
+	snap, err := env.GPU.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("GPU snapshot: %w", err)
+	}
+	if !snap.Available && env.GPURequired {
+		return fmt.Errorf("GPU view required but unavailable: %s", snap.Unavailable)
+	}
+	batch.GPU = snap
+	for _, rec := range batch.Records {
+		claims, all, warnings := pipeline.Claims(&rec.Container, snap)
+		rec.GPUs, rec.GPUAll = claims, all
+		for _, w := range warnings {
+			rec.Warn(w)
+		}
+	}
+	return nil
+}
+
+func (s *Stage) inScope(item container.Summary) bool {
+	name := summaryName(item)
+	if !strings.HasPrefix(name, s.NamePrefix) {
+		return false
+	}
+	for k, v := range s.Labels {
+		if item.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func summaryName(item container.Summary) string {
+	if len(item.Names) == 0 {
+		return ""
+	}
+	// A container linked into others has several names; its own is the one
+	// with a single path element.
+	for _, n := range item.Names {
+		if strings.Count(n, "/") == 1 {
+			return strings.TrimPrefix(n, "/")
+		}
+	}
+	return strings.TrimPrefix(item.Names[0], "/")
+}
+
+// fill copies the inspected facts into the record.
+func fill(rec *pipeline.Record, c container.InspectResponse) {
+	out := &rec.Container
+	out.ID = c.ID
+	out.Name = strings.TrimPrefix(c.Name, "/")
+	out.Created = parseTime(rec, "Created", c.Created)
+	if c.State != nil {
+		out.State = pipeline.State(c.State.Status)
+		out.ExitCode = c.State.ExitCode
+		out.PID = c.State.Pid
+		out.StartedAt = parseTime(rec, "StartedAt", c.State.StartedAt)
+		out.FinishedAt = parseTime(rec, "FinishedAt", c.State.FinishedAt)
+	}
+	out.RestartCount = c.RestartCount
+	if c.Config != nil {
+		out.Image = c.Config.Image
+		out.Labels = c.Config.Labels
+		for _, kv := range c.Config.Env {
+			if v, ok := strings.CutPrefix(kv, "NVIDIA_VISIBLE_DEVICES="); ok {
+				out.VisibleDevices, out.HasVisibleDevices = v, true
+			}
+		}
+	}
+	if hc := c.HostConfig; hc != nil {
+		out.Runtime = hc.Runtime
+		out.CgroupParent = hc.CgroupParent
+		out.AutoRemove = hc.AutoRemove
+		out.DeviceRequests = out.DeviceRequests[:0]
+		for _, r := range hc.DeviceRequests {
+			out.DeviceRequests = append(out.DeviceRequests, pipeline.DeviceRequest{
+				Driver: r.Driver, Count: r.Count, DeviceIDs: r.DeviceIDs, Capabilities: r.Capabilities,
+			})
+		}
+	}
+}
+
+// parseTime reads a Docker timestamp as UTC. Docker writes nanoseconds and
+// "0001-01-01T00:00:00Z" for "never"; both are handled (DS01 B-19).
+func parseTime(rec *pipeline.Record, field, s string) time.Time {
+	t, ok, err := ParseDockerTime(s)
+	if err != nil {
+		rec.Warn(fmt.Sprintf("%s: %v", field, err))
+	}
+	if !ok {
+		return time.Time{}
+	}
+	return t
+}
+
+// ParseDockerTime parses a Docker API timestamp. ok is false for an empty
+// value and for Docker's zero time, which mean "never".
+func ParseDockerTime(s string) (t time.Time, ok bool, err error) {
+	if s == "" {
+		return time.Time{}, false, nil
+	}
+	t, err = time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("unparseable timestamp %q", s)
+	}
+	if t.Year() <= 1 {
+		return time.Time{}, false, nil
+	}
+	return t.UTC(), true, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
