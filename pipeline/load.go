@@ -60,11 +60,40 @@ type ConfigError struct {
 	Files map[string]*hcl.File
 }
 
+// Error renders every diagnostic with a "file:line:col: summary" first
+// line (what editors and grep understand), then the offending source lines
+// and the detail.
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	w := hcl.NewDiagnosticTextWriter(&b, e.Files, 0, false)
-	_ = w.WriteDiagnostics(e.Diags) // a strings.Builder never fails
-	return strings.TrimRight(b.String(), "\n")
+	var out []string
+	for _, d := range e.Diags {
+		var b strings.Builder
+		w := hcl.NewDiagnosticTextWriter(&b, e.Files, 0, false)
+		_ = w.WriteDiagnostic(d) // a strings.Builder never fails
+		text := strings.TrimSpace(b.String())
+		if d.Subject != nil {
+			// Replace the writer's "Error: summary" line with a located one.
+			_, rest, _ := strings.Cut(text, "\n")
+			text = fmt.Sprintf("%s:%d:%d: %s\n%s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary, rest)
+		}
+		out = append(out, strings.TrimRight(text, "\n"))
+	}
+	return strings.Join(out, "\n\n")
+}
+
+// tidy drops the follow-on diagnostics HCL adds after a real error in the
+// same expression ("value must be known"), which only confuse a reader.
+func tidy(diags hcl.Diagnostics) hcl.Diagnostics {
+	if !diags.HasErrors() {
+		return diags
+	}
+	out := diags[:0:0]
+	for _, d := range diags {
+		if strings.Contains(d.Detail, "value must be known") && len(diags) > 1 {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // IsConfigError reports whether err is (or wraps) a configuration error.
@@ -147,7 +176,7 @@ func Load(path string, src []byte, opts LoadOptions) (*Config, error) {
 	}
 	parser := hclparse.NewParser()
 	file, diags := parser.ParseHCL(src, path)
-	fail := func(d hcl.Diagnostics) error { return &ConfigError{Diags: d, Files: parser.Files()} }
+	fail := func(d hcl.Diagnostics) error { return &ConfigError{Diags: tidy(d), Files: parser.Files()} }
 	if diags.HasErrors() {
 		return nil, fail(diags)
 	}

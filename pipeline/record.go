@@ -212,8 +212,8 @@ type Record struct {
 	Verdict Verdict // decide
 
 	// GPU view (discover from Docker records, release from NVML).
-	GPUs        []GPUClaim
-	GPUAll      bool // --gpus all / count request: every device, no IDs recorded
+	GPUs   []GPUClaim
+	GPUAll bool // --gpus all / count request: every device, no IDs recorded
 	// ReleaseGPUs are the UUIDs the release stage cleared for release. They
 	// count as released (and get their gpu.release events) only once the
 	// container is really gone: see SettleReleases.

@@ -1,0 +1,6 @@
+pipeline "p" {
+  gpu {
+    backend = "nvlm" # ERROR: Unknown GPU backend
+  }
+  stage "discover" {}
+}

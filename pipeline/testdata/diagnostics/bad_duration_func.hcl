@@ -1,0 +1,4 @@
+pipeline "p" {
+  timeout = duration("ten minutes") # ERROR: Invalid function argument
+  stage "discover" {}
+}

@@ -1,0 +1,4 @@
+pipeline "p" {
+  stage "discover" {}
+  stage "discover" {} # ERROR: Duplicate stage
+}

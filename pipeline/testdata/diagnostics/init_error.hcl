@@ -1,0 +1,5 @@
+pipeline "p" {
+  stage "discover" {
+    workers = 0 # ERROR: Invalid discover stage
+  }
+}

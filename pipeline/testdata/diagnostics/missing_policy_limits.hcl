@@ -1,0 +1,6 @@
+pipeline "p" {
+  policy { # ERROR: Missing limits_file
+    groups_dir = "/nonexistent"
+  }
+  stage "discover" {}
+}

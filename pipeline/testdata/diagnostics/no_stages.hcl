@@ -1,0 +1,2 @@
+pipeline "p" { # ERROR: Pipeline has no stages
+}

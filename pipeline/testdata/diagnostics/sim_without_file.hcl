@@ -1,0 +1,6 @@
+pipeline "p" {
+  gpu {
+    backend = "sim" # ERROR: Missing sim_file
+  }
+  stage "discover" {}
+}

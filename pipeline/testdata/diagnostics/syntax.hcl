@@ -1,0 +1,5 @@
+pipeline "p" {
+  stage "discover" {
+    name_prefix "x" # ERROR: Invalid block definition
+  }
+}

@@ -1,0 +1,5 @@
+pipeline "p" {
+  stage "discover" {
+    name_prefx = "x" # ERROR: Unsupported argument
+  }
+}

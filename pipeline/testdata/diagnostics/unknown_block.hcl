@@ -1,0 +1,3 @@
+pipeline "p" {
+  stages "discover" {} # ERROR: Unsupported block type
+}

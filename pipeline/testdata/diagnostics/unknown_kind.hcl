@@ -1,0 +1,3 @@
+pipeline "p" {
+  stage "discovr" {} # ERROR: Unknown stage kind
+}

@@ -1,0 +1,5 @@
+pipeline "p" {
+  stage "discover" {
+    name_prefix = var.prefix # ERROR: Unsupported attribute
+  }
+}

@@ -1,0 +1,5 @@
+pipeline "p" {
+  stage "discover" {
+    workers = "many" # ERROR: Unsuitable value type
+  }
+}
