@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +17,7 @@ import (
 
 // SimEnvVar names the environment variable that points every run at a GPU
 // simulation file, overriding the pipeline's gpu block.
-const SimEnvVar = "DS01_PIPE_NVML_SIM"
+const SimEnvVar = nvml.SimFileEnv
 
 // ExecOptions are the run-time inputs of Execute.
 type ExecOptions struct {
@@ -58,20 +57,17 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// OpenGPU opens the GPU back end a pipeline asks for. A simulation file
-// that does not parse is a configuration error.
+// OpenGPU opens the GPU back end a pipeline asks for. Every error here is
+// a configuration error (a simulation file that does not parse, an unknown
+// back end): an unavailable driver is not an error but an unavailable view.
 func OpenGPU(cfg GPUConfig, simOverride string) (nvml.Backend, error) {
 	opts := nvml.Options{Backend: cfg.Backend, SimFile: cfg.SimFile}
 	if simOverride != "" {
-		opts = nvml.Options{Backend: "sim", SimFile: simOverride}
+		opts = nvml.Options{Backend: nvml.BackendSim, SimFile: simOverride}
 	}
 	b, err := nvml.Open(opts)
 	if err != nil {
-		var se *nvml.SimFileError
-		if errors.As(err, &se) {
-			return nil, &ConfigError{Diags: simDiag(err)}
-		}
-		return nil, fmt.Errorf("opening GPU back end %q: %w", opts.Backend, err)
+		return nil, &ConfigError{Diags: simDiag(err)}
 	}
 	return b, nil
 }

@@ -626,7 +626,7 @@ func defaultText(v reflect.Value) string {
 	return fmt.Sprint(v.Interface())
 }
 
-// simDiag wraps a simulation-file error as a configuration diagnostic.
+// simDiag wraps a GPU back-end error as a configuration diagnostic.
 func simDiag(err error) hcl.Diagnostics {
-	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid GPU simulation file", Detail: err.Error()}}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid GPU configuration", Detail: err.Error()}}
 }

@@ -95,6 +95,7 @@ func loadLimits(path, groupsDir string) (*Model, error) {
 			return nil, err
 		}
 	}
+	m.index()
 	return m, nil
 }
 
@@ -151,7 +152,7 @@ func (f yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 	}
 	out := make([]group, 0, len(entries))
 	for _, e := range entries {
-		g := group{name: e.key, members: make(map[string]struct{})}
+		g := group{name: e.key}
 		prefix := "groups." + e.key + "."
 		keys, err := f.pairs(e.value, "groups."+e.key)
 		if err != nil {
@@ -168,9 +169,7 @@ func (f yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 			if err != nil {
 				return nil, err
 			}
-			for _, u := range inline {
-				g.members[u] = struct{}{}
-			}
+			g.members = append(g.members, inline...)
 		}
 		if groupsDir != "" {
 			if err := f.addMemberFile(&g, e.keyNode, groupsDir); err != nil {
@@ -202,7 +201,7 @@ func (f yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
 	for line := range strings.Lines(string(data)) {
 		line, _, _ = strings.Cut(line, "#")
 		if name := strings.TrimSpace(line); name != "" {
-			g.members[name] = struct{}{}
+			g.members = append(g.members, name)
 		}
 	}
 	return nil

@@ -27,14 +27,16 @@ const (
 // already parsed. A Model is immutable once built, so it is safe for
 // concurrent use.
 type Model struct {
-	defaults     layer
-	defaultGroup string
-	groups       []group // in YAML order: the first group listing a user wins
-	overrides    map[string]layer
-	types        map[string]layer
-	policies     layer
-	infra        []string
-	exemptions   []exemption
+	defaults      layer
+	defaultGroup  string
+	groups        []group        // in YAML order: the first group listing a user wins
+	memberOf      map[string]int // user -> index of the first group listing them
+	defaultLimits layer          // the default group's entry; nil if it has none
+	overrides     map[string]layer
+	types         map[string]layer
+	policies      layer
+	infra         []string
+	exemptions    []exemption
 }
 
 // layer holds the duration keys of one section (defaults, a group, an override,
@@ -46,12 +48,24 @@ type layer map[string]Limit
 type group struct {
 	name    string
 	limits  layer
-	members map[string]struct{}
+	members []string
 }
 
-func (g *group) has(user string) bool {
-	_, ok := g.members[user]
-	return ok
+// index builds the lookup tables for groups, once they are all loaded, so that
+// resolving a user costs a few map lookups instead of a walk over every group.
+func (m *Model) index() {
+	m.memberOf = make(map[string]int)
+	m.defaultLimits = nil
+	for i, g := range m.groups {
+		for _, u := range g.members {
+			if _, ok := m.memberOf[u]; !ok {
+				m.memberOf[u] = i
+			}
+		}
+		if g.name == m.defaultGroup && m.defaultLimits == nil {
+			m.defaultLimits = g.limits
+		}
+	}
 }
 
 // Default returns the model of DS01's built-in defaults (reference 4.2), for a
@@ -196,18 +210,18 @@ func (m *Model) userLayer(user string) (string, layer) {
 			return GroupOverride, l
 		}
 	}
-	for i := range m.groups {
-		g := &m.groups[i]
-		if g.has(user) || san != user && g.has(san) {
-			return g.name, g.limits
+	// DS01 walks the groups in order and tests the name and the sanitised
+	// name in each, so the earlier group wins whichever form matched.
+	idx, found := m.memberOf[user]
+	if san != user {
+		if j, ok := m.memberOf[san]; ok && (!found || j < idx) {
+			idx, found = j, true
 		}
 	}
-	for i := range m.groups {
-		if m.groups[i].name == m.defaultGroup {
-			return m.defaultGroup, m.groups[i].limits
-		}
+	if found {
+		return m.groups[idx].name, m.groups[idx].limits
 	}
-	return m.defaultGroup, nil
+	return m.defaultGroup, m.defaultLimits
 }
 
 // builtin is the value of a key no layer sets.

@@ -34,6 +34,9 @@ const (
 	probeChange   = `ENTRYPOINT ["/probe"]`
 	buildTimeout  = 3 * time.Minute
 	importTimeout = 2 * time.Minute
+	// importLockName is the file in os.TempDir() whose flock(2) serialises
+	// probe imports between the test binaries of one machine.
+	importLockName = "ds01-pipe-probe-import.lock"
 )
 
 // probeArchive is the probe binary as a one-file tar archive, and its tag.
@@ -177,7 +180,7 @@ func ensureImage(ctx context.Context, cli *client.Client, ref string, archive []
 	if ok, err := hasImage(ctx, cli, ref); err != nil || ok {
 		return err
 	}
-	unlock, err := lockFile(filepath.Join(os.TempDir(), "ds01-pipe-probe-"+strings.ReplaceAll(ref, ":", "-")+".lock"))
+	unlock, err := lockFile(filepath.Join(os.TempDir(), importLockName))
 	if err != nil {
 		return err
 	}

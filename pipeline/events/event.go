@@ -137,11 +137,13 @@ func writeValue(b *bytes.Buffer, v any) error {
 	default:
 		// Anything else goes through encoding/json, then gets the same
 		// ASCII-only treatment as strings.
-		raw, err := json.Marshal(v)
-		if err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // Python leaves <, > and & alone
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
-		escapeNonASCII(b, raw)
+		escapeNonASCII(b, bytes.TrimRight(buf.Bytes(), "\n"))
 	}
 	return nil
 }
@@ -197,10 +199,15 @@ func writeRune(b *bytes.Buffer, r rune) {
 }
 
 // escapeNonASCII copies JSON produced by encoding/json, turning non-ASCII
-// runes (which encoding/json leaves as UTF-8) into escapes.
+// runes (which encoding/json leaves as UTF-8) and DEL into escapes.
 func escapeNonASCII(b *bytes.Buffer, raw []byte) {
 	for i := 0; i < len(raw); {
 		c := raw[i]
+		if c == 0x7f {
+			b.WriteString(`\u007f`)
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
 			b.WriteByte(c)
 			i++

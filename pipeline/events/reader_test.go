@@ -44,7 +44,7 @@ func TestReadIdleKills(t *testing.T) {
 		// Mentions the type without being an idle kill: neither counted nor damaged.
 		`{"timestamp":"2026-02-16T10:00:00Z","event_type":"pipeline.summary","details":{"note":"maintenance.idle_kill"}}`,
 		idle("2026-02-16T09:00:00.123456Z", strings.Repeat("x", 70*1024)), // too long
-		idle("2026-02-16T09:30:00.000001", "naive._.1004") + "\r",          // no zone: UTC; CRLF
+		idle("2026-02-16T09:30:00.000001", "naive._.1004") + "\r",         // no zone: UTC; CRLF
 		idle("2026-02-16T10:30:00+01:00", "offset._.1005"),
 		idle("2026-02-16T11:00:00.000000Z", "last._.1006"), // no newline at the end of the file
 	}

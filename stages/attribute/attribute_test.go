@@ -40,7 +40,9 @@ func ctr(name string, labels ...string) *pipeline.Container {
 
 func TestOwner(t *testing.T) {
 	unknown := pipeline.Owner{Name: pipeline.UnknownOwner, Source: pipeline.OwnerUnknown}
-	own := func(name string, src pipeline.OwnerSource) pipeline.Owner { return pipeline.Owner{Name: name, Source: src} }
+	own := func(name string, src pipeline.OwnerSource) pipeline.Owner {
+		return pipeline.Owner{Name: name, Source: src}
+	}
 	tests := []struct {
 		name string
 		c    *pipeline.Container

@@ -106,8 +106,9 @@ func (e *Exempt) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	return nil
 }
 
-// Reason returns why a container is exempt under the given settings and
-// infrastructure names, and whether it is. It is the stage's rule without
+// Reason returns why a container is exempt, and whether it is, under the
+// stage's settings and the policy's infrastructure container names (used
+// only when InfrastructureContainers is on). It is the stage's rule without
 // the batch: the DS01 labels first, then the configured labels (by key),
 // the infrastructure names, names and name prefixes.
 func (e *Exempt) Reason(c *pipeline.Container, infra []string) (string, bool) {
@@ -153,6 +154,9 @@ func newMatcher(e *Exempt, infra []string) *matcher {
 		if _, dup := m.names[n]; n != "" && !dup {
 			m.names[n] = reason
 		}
+	}
+	if !e.InfrastructureContainers {
+		infra = nil
 	}
 	for _, n := range infra {
 		addName(n, "infrastructure container (monitoring.infrastructure_containers)")

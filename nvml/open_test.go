@@ -1,0 +1,146 @@
+package nvml
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestOpenUnknownBackend(t *testing.T) {
+	_, err := Open(Options{Backend: "cuda"})
+	if err == nil || !strings.Contains(err.Error(), `unknown GPU backend "cuda"`) {
+		t.Errorf("Open(cuda) = %v, want an unknown-backend error", err)
+	}
+}
+
+func TestOpenSimNeedsFile(t *testing.T) {
+	_, err := Open(Options{Backend: BackendSim})
+	if err == nil || !strings.Contains(err.Error(), "sim_file") {
+		t.Errorf("Open(sim, no file) = %v, want an error naming sim_file", err)
+	}
+}
+
+func TestOpenNone(t *testing.T) {
+	b, err := Open(Options{Backend: BackendNone, SimFile: "ignored.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name() != BackendNone || s.Backend != BackendNone || s.Available || s.Unavailable == "" {
+		t.Errorf("none backend: Name %q, snapshot %+v", b.Name(), s)
+	}
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestOpenAuto runs wherever the tests run: without a driver (or without
+// cgo) auto falls back to "none" and says why; with one it is NVML.
+func TestOpenAuto(t *testing.T) {
+	for _, name := range []string{BackendAuto, ""} {
+		b, err := Open(Options{Backend: name})
+		if err != nil {
+			t.Fatalf("Open(%q) = %v", name, err)
+		}
+		s, err := b.Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case s.Available && b.Name() == BackendNVML && s.Backend == BackendNVML:
+			t.Logf("auto found NVML, driver %s, %d GPUs", s.DriverVersion, len(s.Devices))
+		case !s.Available && b.Name() == BackendNone && s.Backend == BackendNone &&
+			strings.HasPrefix(s.Unavailable, "NVML: "):
+			t.Logf("auto fell back to none: %s", s.Unavailable)
+		default:
+			t.Errorf("Open(%q): Name %q, snapshot %+v", name, b.Name(), s)
+		}
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestOptionsWithEnv(t *testing.T) {
+	pipeline := Options{Backend: BackendNVML}
+	env := func(vars map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	if got := pipeline.WithEnv(env(nil)); got != pipeline {
+		t.Errorf("unset: got %+v, want %+v", got, pipeline)
+	}
+	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: ""})); got != pipeline {
+		t.Errorf("empty: got %+v, want %+v", got, pipeline)
+	}
+	want := Options{Backend: BackendSim, SimFile: "/tmp/gpus.json"}
+	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: "/tmp/gpus.json"})); got != want {
+		t.Errorf("set: got %+v, want %+v", got, want)
+	}
+}
+
+func TestSnapshotHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, opts := range []Options{
+		{Backend: BackendNone},
+		{Backend: BackendSim, SimFile: "testdata/sim/a100-mig.json"},
+	} {
+		b, err := Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Snapshot(ctx); err == nil {
+			t.Errorf("%s: Snapshot with a cancelled context succeeded", opts.Backend)
+		}
+	}
+}
+
+// TestRealNVMLSmoke reads the real driver, read-only, wherever one is found;
+// elsewhere it says that it did not run.
+func TestRealNVMLSmoke(t *testing.T) {
+	b, err := Open(Options{Backend: BackendNVML})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	s, err := b.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Available {
+		t.Skipf("real NVML not present here: %s", s.Unavailable)
+	}
+	t.Logf("driver %s, %d GPUs, queries %+v", s.DriverVersion, len(s.Devices), s.Queries)
+	for _, w := range s.Warnings {
+		t.Logf("warning: %s", w)
+	}
+	seen := make(map[string]bool)
+	check := func(uuid string) {
+		t.Helper()
+		if uuid == "" || seen[uuid] {
+			t.Errorf("UUID %q is empty or repeated", uuid)
+		}
+		seen[uuid] = true
+	}
+	for _, d := range s.Devices {
+		t.Logf("GPU %d %s %q %d MiB, %d processes, %d MIG slices", d.Index, d.UUID, d.Name, d.MemoryMiB, len(d.Processes), len(d.MIG))
+		check(d.UUID)
+		for _, p := range d.Processes {
+			t.Logf("  pid %d %d MiB", p.PID, p.UsedMemoryMiB)
+		}
+		for _, m := range d.MIG {
+			t.Logf("  MIG %d %s %q, %d processes", m.Index, m.UUID, m.Profile, len(m.Processes))
+			check(m.UUID)
+		}
+	}
+	if s.Queries.ProcessQueries > len(seen) {
+		t.Errorf("%d process queries for %d devices and slices", s.Queries.ProcessQueries, len(seen))
+	}
+}

@@ -1,0 +1,17 @@
+stage "decide" {
+  # How long a created-but-never-started container may exist, GPU or not.
+  # "" takes policies.created_container_timeout_m from the policy files
+  # (30m if unset, no limit if null); a Go duration ("45m") or "never"
+  # overrides it.
+  created_timeout = ""
+
+  # Post-stop hold of exited containers nobody can be attributed to.
+  # "" takes the policy's chain: container_types.<type>, then
+  # container_types.unknown, then defaults, then 30m.
+  unknown_owner_hold = ""
+
+  # DS01's event log. A container the idle checker stopped
+  # (maintenance.idle_kill) is removed at once, with no hold.
+  # "" turns that rule off.
+  idle_events_file = "/var/log/ds01/events.jsonl"
+}

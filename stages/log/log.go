@@ -1,0 +1,466 @@
+// Package logstage implements the "log" stage: it records what a run did
+// the way DS01's own scripts do (events.jsonl lines, syslog lines under the
+// DS01 tags), prints a summary, and optionally writes Prometheus textfile
+// metrics.
+//
+// The package is not called log because that would shadow the standard
+// library's log package wherever it is imported; the stage kind is "log".
+package logstage
+
+import (
+	"context"
+	_ "embed" // the sample stage block
+	"errors"
+	"fmt"
+	"io"
+	"log/syslog"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/events"
+)
+
+// Kind is the stage kind as written in pipeline files.
+const Kind = "log"
+
+//go:embed sample.hcl
+var sample string
+
+// DefaultEventsFile is where DS01 keeps its audit log.
+const DefaultEventsFile = "/var/log/ds01/events.jsonl"
+
+// TagCleanup is DS01's syslog tag for container removals (reference 9.3).
+const TagCleanup = "ds01-cleanup"
+
+// Attribute names, for error messages.
+const (
+	attrEventsFile  = "events_file"
+	attrMetricsFile = "metrics_file"
+)
+
+// Stage is the log stage.
+type Stage struct {
+	EventsFile       string `hcl:"events_file,optional" doc:"DS01 events.jsonl to append one line per action to, plus a pipeline.summary line per run. \"\" writes no events."`
+	Syslog           bool   `hcl:"syslog,optional" doc:"Send DS01's ds01-cleanup syslog line for every removed container (facility user, priority notice)."`
+	MetricsFile      string `hcl:"metrics_file,optional" doc:"Prometheus textfile (must end in .prom) written atomically after each run, for node_exporter's textfile collector. \"\" writes none."`
+	Summary          bool   `hcl:"summary,optional" doc:"Log a one-line summary of the run on stderr."`
+	FailOnEventError bool   `hcl:"fail_on_event_error,optional" doc:"Fail the run when an event cannot be written. By default the error is logged and the run goes on: the removals already happened."`
+
+	// dial opens the syslog connection; tests replace it.
+	dial func(tag string) (SyslogWriter, error)
+	// now is the wall clock; tests replace it.
+	now func() time.Time
+}
+
+// SyslogWriter is the part of *syslog.Writer the stage uses.
+type SyslogWriter interface {
+	Notice(msg string) error
+	Close() error
+}
+
+// New returns a log stage with its defaults.
+func New() *Stage {
+	return &Stage{
+		EventsFile: DefaultEventsFile,
+		Syslog:     true,
+		Summary:    true,
+		dial:       dialSyslog,
+		now:        time.Now,
+	}
+}
+
+func dialSyslog(tag string) (SyslogWriter, error) {
+	return syslog.New(syslog.LOG_USER|syslog.LOG_NOTICE, tag)
+}
+
+// Init rejects settings that are surely mistakes.
+func (s *Stage) Init() error {
+	if s.EventsFile != "" && strings.HasSuffix(s.EventsFile, "/") {
+		return &pipeline.AttrError{Attr: attrEventsFile, Err: fmt.Errorf("%q names a directory; give a file such as %s", s.EventsFile, DefaultEventsFile)}
+	}
+	if s.MetricsFile != "" {
+		// node_exporter's textfile collector reads only *.prom files: any
+		// other name would be written every run and never collected.
+		if filepath.Ext(s.MetricsFile) != ".prom" {
+			return &pipeline.AttrError{Attr: attrMetricsFile, Err: fmt.Errorf("%q must end in .prom, or node_exporter ignores it", s.MetricsFile)}
+		}
+		if s.EventsFile != "" && filepath.Clean(s.MetricsFile) == filepath.Clean(s.EventsFile) {
+			return &pipeline.AttrError{Attr: attrMetricsFile, Err: errors.New("is the same file as events_file")}
+		}
+	}
+	return nil
+}
+
+// Finalize makes the stage run even after an earlier stage failed: what
+// was done before the failure must still be recorded.
+func (s *Stage) Finalize() bool { return true }
+
+// WriteError is returned, with fail_on_event_error, when events could not
+// be written to the events file.
+type WriteError struct {
+	Path   string
+	Failed int   // events not written
+	Total  int   // events the run had to write
+	Err    error // the first failure
+}
+
+func (e *WriteError) Error() string {
+	return fmt.Sprintf("events file %s: %d of %d events not written: %v", e.Path, e.Failed, e.Total, e.Err)
+}
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Process records the run. In plan mode it only logs the summary: a plan
+// has no side effects, so no file is written and nothing goes to syslog.
+func (s *Stage) Process(_ context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
+	log := logger(env)
+	queued := batch.TakeEvents()
+	c := countBatch(batch)
+	if env.Planning() {
+		if len(queued) > 0 {
+			log.Debugf("plan: %d queued events not written", len(queued))
+		}
+		if s.Summary {
+			log.Info(summaryLine(env, batch, c))
+		}
+		return nil
+	}
+
+	sink := &eventSink{path: s.EventsFile}
+	if s.EventsFile != "" {
+		sink.write(queued)
+	}
+	if s.Syslog {
+		s.sendSyslog(log, batch)
+	}
+	duration, hasDuration := s.runDuration(env)
+	if s.EventsFile != "" {
+		// Queued like any other event, so a stage after this one would see
+		// it, and written at once.
+		batch.Emit(summaryEvent(env, s.clock(), c, duration, hasDuration))
+		sink.write(batch.TakeEvents())
+	}
+	sink.close()
+
+	if s.MetricsFile != "" {
+		m := runMetrics{
+			pipeline: env.Pipeline, host: env.Host, batch: batch, now: s.clock(),
+			duration: duration, hasDuration: hasDuration,
+			success: c.Failed == 0, eventsWritten: sink.written,
+		}
+		if err := writeMetrics(log, s.MetricsFile, m); err != nil {
+			// Metrics are for dashboards; they never fail a run.
+			log.WithError(err).WithField(attrMetricsFile, s.MetricsFile).Error("metrics not written")
+		}
+	}
+	if s.Summary {
+		log.Info(summaryLine(env, batch, c))
+	}
+
+	if sink.failed == 0 && sink.err == nil {
+		return nil
+	}
+	werr := &WriteError{Path: s.EventsFile, Failed: sink.failed, Total: sink.written + sink.failed, Err: sink.err}
+	// The removals already happened; by default a lost audit line is an
+	// error in the journal, not a failed run that a timer would retry.
+	log.WithError(sink.err).WithField(attrEventsFile, s.EventsFile).Errorf("%d of %d events not written", werr.Failed, werr.Total)
+	if s.FailOnEventError {
+		return werr
+	}
+	return nil
+}
+
+func (s *Stage) clock() time.Time {
+	if s.now == nil {
+		return time.Now()
+	}
+	return s.now()
+}
+
+// runDuration measures the run from the run's instant to now. When the
+// clock was overridden (--now) the difference means nothing, and the
+// duration is reported as unknown rather than wrong.
+func (s *Stage) runDuration(env *pipeline.Env) (time.Duration, bool) {
+	if env.Now.IsZero() {
+		return 0, false
+	}
+	d := s.clock().Sub(env.Now)
+	if d < 0 || d > 24*time.Hour {
+		return 0, false
+	}
+	return d, true
+}
+
+func logger(env *pipeline.Env) logrus.FieldLogger {
+	if env.Log != nil {
+		return env.Log
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// eventSink writes events to the events file, opened on first use, and
+// keeps count of what failed.
+type eventSink struct {
+	path    string
+	w       *events.Writer
+	openErr error
+	written int
+	failed  int
+	err     error // the first failure
+}
+
+func (s *eventSink) write(evs []events.Event) {
+	for _, ev := range evs {
+		if s.w == nil && s.openErr == nil {
+			s.w, s.openErr = events.OpenFile(s.path)
+		}
+		if s.openErr != nil {
+			s.fail(s.openErr)
+			continue
+		}
+		if err := s.w.Write(ev); err != nil {
+			s.fail(err)
+			continue
+		}
+		s.written++
+	}
+}
+
+func (s *eventSink) fail(err error) {
+	s.failed++
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func (s *eventSink) close() {
+	if s.w == nil {
+		return
+	}
+	if err := s.w.Close(); err != nil && s.err == nil {
+		s.err = err
+	}
+	s.w = nil
+}
+
+// sendSyslog sends DS01's ds01-cleanup line for each removed container.
+// Syslog is best effort, as DS01's `logger` calls are: without a syslog
+// socket (containers, minimal hosts) the stage warns once and goes on.
+func (s *Stage) sendSyslog(log logrus.FieldLogger, batch *pipeline.Batch) {
+	var lines []string
+	for _, rec := range batch.Records {
+		if rec.Outcome.Status == pipeline.OutcomeRemoved {
+			lines = append(lines, removedMessage(rec))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	dial := s.dial
+	if dial == nil {
+		dial = dialSyslog
+	}
+	w, err := dial(TagCleanup)
+	if err != nil {
+		log.WithError(err).Warn("syslog unavailable; removals are not sent to syslog")
+		return
+	}
+	defer w.Close()
+	for _, line := range lines {
+		if err := w.Notice(line); err != nil {
+			log.WithError(err).Warn("syslog write failed; the remaining removals are not sent to syslog")
+			return
+		}
+	}
+}
+
+// removedMessage is DS01's syslog message for a removal (reference 8.1
+// and 8.2), with the values taken from the record.
+func removedMessage(rec *pipeline.Record) string {
+	name := sanitize(rec.Container.Name)
+	owner := sanitize(orUnknown(rec.Owner.Name))
+	secs := strconv.FormatInt(int64(rec.Verdict.Age/time.Second), 10)
+	if rec.Verdict.Reason == pipeline.ReasonCreatedNeverStarted {
+		return "Removed created-never-started container: " + name + " (owner: " + owner + ", age: " + secs + "s)"
+	}
+	return "Removed stale container: " + name + " (user: " + owner + ", type: " + sanitize(orUnknown(rec.Type)) + ", stopped: " + secs + "s ago)"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return pipeline.UnknownOwner
+	}
+	return s
+}
+
+// sanitize makes a value safe inside one syslog line: owners come from
+// labels anyone can set, and a newline or escape sequence there could
+// forge a second line or rewrite a terminal. A clean value is unchanged;
+// otherwise it is escaped as Go's %q would, without the quotes.
+func sanitize(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f || (r >= 0x80 && !strconv.IsGraphic(r)) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
+}
+
+// counts is the batch reduced to numbers, each record in exactly one of
+// the container buckets.
+type counts struct {
+	Containers int
+	Removed    int
+	Planned    int // plan: would be removed
+	Kept       int
+	Skipped    int
+	Failed     int
+	Gone       int
+	Changed    int
+	NotActed   int // run: decided for removal, but no stage acted on it
+
+	GPUsReleased   int
+	GPUsOrphaned   int
+	GPUsUnrecorded int
+}
+
+func countBatch(b *pipeline.Batch) counts {
+	c := counts{Containers: len(b.Records)}
+	for _, rec := range b.Records {
+		switch rec.Outcome.Status {
+		case pipeline.OutcomeRemoved:
+			c.Removed++
+		case pipeline.OutcomeFailed:
+			c.Failed++
+		case pipeline.OutcomeGone:
+			c.Gone++
+		case pipeline.OutcomeChanged:
+			c.Changed++
+		case pipeline.OutcomeKept:
+			c.Kept++
+		case pipeline.OutcomePlanned:
+			c.Planned++
+		default:
+			switch rec.Verdict.Action {
+			case pipeline.ActionRemove:
+				c.NotActed++
+			case pipeline.ActionKeep:
+				c.Kept++
+			default: // skip, or no stage decided
+				c.Skipped++
+			}
+		}
+	}
+	for _, g := range b.GPUs {
+		switch g.Status {
+		case pipeline.GPUReleased:
+			c.GPUsReleased++
+		case pipeline.GPUOrphaned:
+			c.GPUsOrphaned++
+		case pipeline.GPUUnrecorded:
+			c.GPUsUnrecorded++
+		}
+	}
+	return c
+}
+
+// summaryLine is the human summary of a run, for stderr.
+func summaryLine(env *pipeline.Env, b *pipeline.Batch, c counts) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s (%s): %d containers, ", env.Pipeline, env.Mode, c.Containers)
+	if env.Planning() {
+		// A plan acts on nothing: what a run would remove is the planned
+		// records and those no stage marked.
+		fmt.Fprintf(&sb, "%d to remove", c.Planned+c.NotActed)
+	} else {
+		fmt.Fprintf(&sb, "%d removed", c.Removed)
+	}
+	fmt.Fprintf(&sb, ", %d kept, %d skipped, %d failed", c.Kept, c.Skipped, c.Failed)
+	for _, x := range []struct {
+		n    int
+		what string
+	}{{c.Gone, "gone"}, {c.Changed, "changed"}} {
+		if x.n > 0 {
+			fmt.Fprintf(&sb, ", %d %s", x.n, x.what)
+		}
+	}
+	if !env.Planning() && c.NotActed+c.Planned > 0 {
+		fmt.Fprintf(&sb, ", %d not acted on", c.NotActed+c.Planned)
+	}
+	released := "released"
+	if env.Planning() {
+		released = "to release"
+	}
+	fmt.Fprintf(&sb, "; GPUs: %d %s, %d orphaned, %d unrecorded; NVML cross-check: %s",
+		c.GPUsReleased, released, c.GPUsOrphaned, c.GPUsUnrecorded, nvmlCheck(b))
+	return sb.String()
+}
+
+// nvmlCheck says whether the run compared Docker's GPU records with what
+// NVML saw, and if not, why.
+func nvmlCheck(b *pipeline.Batch) string {
+	switch {
+	case b.GPUChecked:
+		return "done"
+	case b.GPU == nil:
+		return "not done (no GPU snapshot)"
+	case !b.GPU.Available:
+		reason := b.GPU.Unavailable
+		if reason == "" {
+			reason = "no GPU view"
+		}
+		return "not done (" + reason + ")"
+	default:
+		return "not done (GPU state not reconciled)"
+	}
+}
+
+// summaryEvent is the pipeline.summary line of a run.
+func summaryEvent(env *pipeline.Env, now time.Time, c counts, d time.Duration, hasDuration bool) events.Event {
+	details := []events.Field{
+		events.F("containers", c.Containers),
+		events.F("removed", c.Removed),
+		events.F("kept", c.Kept),
+		events.F("skipped", c.Skipped),
+		events.F("failed", c.Failed),
+		events.F("gone", c.Gone),
+		events.F("changed", c.Changed),
+		events.F("not_acted_on", c.NotActed+c.Planned),
+		events.F("gpus_released", c.GPUsReleased),
+		events.F("gpus_orphaned", c.GPUsOrphaned),
+		events.F("gpus_unrecorded", c.GPUsUnrecorded),
+	}
+	if hasDuration {
+		details = append(details, events.F("duration_s", math.Round(d.Seconds()*1000)/1000))
+	}
+	return events.Event{
+		Time:    now,
+		Type:    events.PipelineSummary,
+		Source:  env.Source(),
+		Details: details,
+	}
+}
+
+func init() {
+	pipeline.Register(pipeline.Spec{
+		Kind:    Kind,
+		Summary: "Records what the run did, as DS01 does: one events.jsonl line (schema v1) per action and a pipeline.summary line, DS01's ds01-cleanup syslog line per removed container, a summary on stderr, and optionally Prometheus textfile metrics. Runs even after an earlier stage failed. In plan mode it only prints the summary.",
+		Sample:  sample,
+		New:     func() pipeline.Stage { return New() },
+	})
+}

@@ -1,0 +1,382 @@
+// Package remove implements the "remove" stage: it removes the containers
+// the pipeline decided to remove, on a bounded pool. Each container is
+// inspected once more just before its removal and left alone if it changed
+// since discovery (started again, restarted, renamed, relabelled). A running
+// container is never forced, anonymous volumes are kept unless configured,
+// and a container that is already gone counts as gone, not as a failure.
+package remove
+
+import (
+	"context"
+	_ "embed" // the sample stage block
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/events"
+	"github.com/ds01/ds01-pipe/stages/discover"
+)
+
+// Kind is the stage kind as written in pipeline files.
+const Kind = "remove"
+
+//go:embed sample.hcl
+var sample string
+
+// Pool bounds and default.
+const (
+	DefaultWorkers = 4
+	MaxWorkers     = 64
+)
+
+// Attribute names, for error messages.
+const attrWorkers = "workers"
+
+// Detail keys and values of DS01's container.remove event
+// (ds01-reference.md, sections 8 and 9.2).
+const (
+	detailContainer       = "container"
+	detailReason          = "reason"
+	detailAge             = "age"
+	detailStoppedDuration = "stopped_duration"
+	detailContainerType   = "container_type"
+
+	defaultContainerType = "docker"
+)
+
+// Remove is the remove stage.
+type Remove struct {
+	Workers       int  `hcl:"workers,optional" doc:"Containers re-inspected and removed in parallel (1 to 64)."`
+	RemoveVolumes bool `hcl:"remove_volumes,optional" doc:"Also remove the container's anonymous volumes (docker rm -v). Named volumes are never removed. Off by default: an anonymous volume may hold a user's only copy of their results."`
+}
+
+// New returns a remove stage with its defaults.
+func New() *Remove {
+	return &Remove{Workers: DefaultWorkers}
+}
+
+func init() {
+	pipeline.Register(pipeline.Spec{
+		Kind: Kind,
+		Summary: "Removes the containers decided for removal, on a bounded pool. Each is inspected again just before " +
+			"its removal and left alone (outcome \"changed\") if its state, start or finish time, restart count, name " +
+			"or labels differ from what discovery saw. A running container is never forced; anonymous volumes are " +
+			"kept unless remove_volumes is set; a container already removed counts as \"gone\". After the removals " +
+			"it settles the GPU releases and queues one DS01 container.remove event per removed container, after " +
+			"that container's gpu.release events. In plan mode it only marks the containers \"planned\".",
+		Sample: sample,
+		New:    func() pipeline.Stage { return New() },
+	})
+}
+
+// Init checks the configuration.
+func (r *Remove) Init() error {
+	if r.Workers < 1 || r.Workers > MaxWorkers {
+		return &pipeline.AttrError{Attr: attrWorkers, Err: fmt.Errorf("must be between 1 and %d, got %d", MaxWorkers, r.Workers)}
+	}
+	return nil
+}
+
+// Targets returns the records the stage acts on, in batch order: a remove
+// verdict on a record the engine lets anyone act on (not exempt, not live,
+// facts read completely).
+func Targets(recs []*pipeline.Record) []*pipeline.Record {
+	var out []*pipeline.Record
+	for _, rec := range recs {
+		if rec.Verdict.Action == pipeline.ActionRemove && rec.Candidate() {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Process removes the targets. Per-container results go to Outcome; it
+// returns an error only when ctx ended before every target was attempted.
+func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
+	targets := Targets(batch.Records)
+	if env.Planning() {
+		for _, rec := range targets {
+			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomePlanned}
+		}
+		return nil
+	}
+
+	workers := r.Workers
+	if workers < 1 {
+		workers = DefaultWorkers
+	}
+	poolErr := pipeline.ForEach(ctx, targets, workers, func(ctx context.Context, rec *pipeline.Record) {
+		r.removeOne(ctx, env, rec)
+		logOutcome(env, rec)
+	})
+
+	// Whatever happened to the run, what was removed is recorded: GPU
+	// releases first, then the removals, in record order (DS01 releases a
+	// container's GPUs before it runs docker rm).
+	pipeline.SettleReleases(env, batch)
+	for _, rec := range targets {
+		if rec.Outcome.Status == pipeline.OutcomeRemoved {
+			batch.Emit(Event(env, rec, time.Now()))
+		}
+	}
+
+	notAttempted := 0
+	for _, rec := range targets {
+		if rec.Outcome.Status == pipeline.OutcomeNone {
+			notAttempted++
+		}
+	}
+	if notAttempted == 0 {
+		return nil
+	}
+	cause := ctx.Err()
+	if cause == nil {
+		cause = poolErr
+	}
+	if cause == nil {
+		// Cannot happen: a target is skipped only when ctx has ended.
+		cause = errors.New("stopped early")
+	}
+	return fmt.Errorf("%d of %d containers to remove were not attempted: %w", notAttempted, len(targets), cause)
+}
+
+// removeOne re-inspects one container and removes it if nothing changed.
+// It leaves Outcome empty when ctx ended before anything was asked of
+// Docker for this container.
+func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline.Record) {
+	if ctx.Err() != nil {
+		return
+	}
+	now, err := inspect(ctx, env, rec.Container.ID)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeGone}
+		return
+	case err != nil && ctx.Err() != nil:
+		return // the run ended during the inspect: nothing was done
+	case err != nil:
+		rec.Outcome = failed("re-inspect", err)
+		return
+	}
+	if what, changed := Changed(rec.Container, now); changed {
+		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+
+	callCtx, cancel := env.Call(ctx)
+	_, err = env.Docker.ContainerRemove(callCtx, rec.Container.ID, client.ContainerRemoveOptions{
+		RemoveVolumes: r.RemoveVolumes,
+		Force:         false, // never: a container that started again is the user's again
+	})
+	cancel()
+	env.Stats.RemoveCalls.Add(1)
+	switch {
+	case err == nil:
+		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeRemoved}
+	case cerrdefs.IsNotFound(err):
+		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeGone}
+	case cerrdefs.IsConflict(err):
+		rec.Outcome = conflict(ctx, env, rec, err)
+	default:
+		// Even when ctx ended during the call the request may have reached
+		// the engine, so the container was attempted and its fate is unknown.
+		rec.Outcome = failed("remove", err)
+	}
+}
+
+// conflictInProgress is the engine's text for a second removal of a
+// container that is being removed ("removal of container X is already in
+// progress", unchanged since Engine 1.x). The engine gives the two
+// conflicts of a removal no distinct error class, so this one is told
+// apart by its text; the other (the container is running, paused or
+// restarting) is confirmed by asking the engine again.
+const conflictInProgress = "already in progress"
+
+// conflict classifies a 409 from ContainerRemove. Someone else removing
+// the container means it is gone; a container that became live between
+// the re-inspect and the removal is "changed"; anything else failed.
+func conflict(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, removeErr error) pipeline.Outcome {
+	if strings.Contains(removeErr.Error(), conflictInProgress) {
+		return pipeline.Outcome{Status: pipeline.OutcomeGone}
+	}
+	now, err := inspect(ctx, env, rec.Container.ID)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return pipeline.Outcome{Status: pipeline.OutcomeGone}
+	case err == nil && now.State.Live():
+		what, _ := Changed(rec.Container, now)
+		return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
+	default:
+		return failed("remove", removeErr)
+	}
+}
+
+func inspect(ctx context.Context, env *pipeline.Env, id string) (pipeline.Container, error) {
+	callCtx, cancel := env.Call(ctx)
+	defer cancel()
+	res, err := env.Docker.ContainerInspect(callCtx, id, client.ContainerInspectOptions{})
+	env.Stats.InspectCalls.Add(1)
+	if err != nil {
+		return pipeline.Container{}, err
+	}
+	return Fingerprint(res.Container), nil
+}
+
+func failed(op string, err error) pipeline.Outcome {
+	return pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: op + ": " + err.Error()}
+}
+
+func logOutcome(env *pipeline.Env, rec *pipeline.Record) {
+	if env.Log == nil || rec.Outcome.Status == pipeline.OutcomeNone {
+		return
+	}
+	l := env.Log.WithField("container", rec.Container.Name).WithField("outcome", string(rec.Outcome.Status))
+	if rec.Outcome.Error != "" {
+		l = l.WithField("detail", rec.Outcome.Error)
+	}
+	if rec.Outcome.Status == pipeline.OutcomeFailed {
+		l.Warn("remove failed")
+		return
+	}
+	l.Debug("remove")
+}
+
+// Fingerprint returns the facts of an inspected container that Changed
+// compares: ID, name, state, start and finish times, restart count and
+// labels. Timestamps are read as discover reads them, so a fingerprint
+// and a discovered Container compare equal when nothing changed.
+func Fingerprint(c container.InspectResponse) pipeline.Container {
+	out := pipeline.Container{
+		ID:           c.ID,
+		Name:         strings.TrimPrefix(c.Name, "/"),
+		RestartCount: c.RestartCount,
+	}
+	if c.State != nil {
+		out.State = pipeline.State(c.State.Status)
+		// An unparseable time reads as "never" on both sides, as in discover.
+		out.StartedAt, _, _ = discover.ParseDockerTime(c.State.StartedAt)
+		out.FinishedAt, _, _ = discover.ParseDockerTime(c.State.FinishedAt)
+	}
+	if c.Config != nil {
+		out.Labels = c.Config.Labels
+	}
+	return out
+}
+
+// Changed compares what discovery saw (before) with a later look at the
+// same container (after). It reports whether the container must be left
+// alone and, if so, says what changed: "state exited -> running",
+// "restarted", "renamed a -> b", "relabelled: ...", joined by "; ". A live
+// container is always changed: nothing live is ever removed. Labels with
+// no entries compare equal whether the map is nil or empty.
+func Changed(before, after pipeline.Container) (string, bool) {
+	var what []string
+	switch {
+	case before.State != after.State:
+		what = append(what, fmt.Sprintf("state %s -> %s", before.State, after.State))
+	case after.State.Live():
+		what = append(what, fmt.Sprintf("container is %s", after.State))
+	}
+	if !before.StartedAt.Equal(after.StartedAt) {
+		what = append(what, fmt.Sprintf("started again (StartedAt %s -> %s)", stamp(before.StartedAt), stamp(after.StartedAt)))
+	}
+	if !before.FinishedAt.Equal(after.FinishedAt) {
+		what = append(what, fmt.Sprintf("finished again (FinishedAt %s -> %s)", stamp(before.FinishedAt), stamp(after.FinishedAt)))
+	}
+	if before.RestartCount != after.RestartCount {
+		what = append(what, fmt.Sprintf("restarted (restart count %d -> %d)", before.RestartCount, after.RestartCount))
+	}
+	if before.Name != after.Name {
+		what = append(what, fmt.Sprintf("renamed %s -> %s", before.Name, after.Name))
+	}
+	if d := labelDiff(before.Labels, after.Labels); d != "" {
+		what = append(what, "relabelled: "+d)
+	}
+	return strings.Join(what, "; "), len(what) > 0
+}
+
+// labelDiff names the label keys that were added, removed or changed, in
+// key order. Values are left out: a label value may be long or private,
+// and the key says enough to find it.
+func labelDiff(before, after map[string]string) string {
+	if maps.Equal(before, after) {
+		return ""
+	}
+	var added, removed, changed []string
+	for k, v := range after {
+		if old, ok := before[k]; !ok {
+			added = append(added, k)
+		} else if old != v {
+			changed = append(changed, k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	var parts []string
+	for _, p := range []struct {
+		verb string
+		keys []string
+	}{{"added", added}, {"removed", removed}, {"changed", changed}} {
+		if len(p.keys) > 0 {
+			slices.Sort(p.keys)
+			parts = append(parts, p.verb+" "+strings.Join(p.keys, ", "))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// Event returns DS01's container.remove event for a removed container
+// (ds01-reference.md, sections 8 and 9.2), with details in DS01's order. A
+// created-never-started container has its age in whole minutes; any other
+// reason has the time since it stopped in whole hours (rounded down) and
+// the container type.
+func Event(env *pipeline.Env, rec *pipeline.Record, at time.Time) events.Event {
+	user := rec.Owner.Name
+	if user == "" {
+		user = pipeline.UnknownOwner
+	}
+	details := []events.Field{
+		events.F(detailContainer, rec.Container.Name),
+		events.F(detailReason, string(rec.Verdict.Reason)),
+	}
+	if rec.Verdict.Reason == pipeline.ReasonCreatedNeverStarted {
+		details = append(details, events.F(detailAge, fmt.Sprintf("%dm", int64(rec.Verdict.Age/time.Minute))))
+	} else {
+		typ := rec.Type
+		if typ == "" {
+			typ = defaultContainerType
+		}
+		details = append(details,
+			events.F(detailStoppedDuration, fmt.Sprintf("%dh", int64(rec.Verdict.Age/time.Hour))),
+			events.F(detailContainerType, typ),
+		)
+	}
+	return events.Event{
+		Time:    at,
+		Type:    events.ContainerRemove,
+		User:    user,
+		Source:  env.Source(),
+		Details: details,
+	}
+}
