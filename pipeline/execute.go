@@ -118,7 +118,7 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 
 	docker := opts.Docker
 	if docker == nil {
-		c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+		c, err := client.New(client.FromEnv)
 		if err != nil {
 			return env, nil, fmt.Errorf("docker client: %w", err)
 		}
