@@ -82,6 +82,10 @@ type Batch struct {
 	GPUs []GPUReport
 	// GPUChecked is true when release cross-checked Docker records against NVML.
 	GPUChecked bool
+	// Timings of the stages that have finished so far, for the log stage's metrics.
+	Timings []StageTiming
+	// Started is when the run began (wall clock, not the --now clock).
+	Started time.Time
 
 	mu     sync.Mutex
 	events []events.Event

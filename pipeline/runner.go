@@ -65,7 +65,8 @@ const finalizeTimeout = 30 * time.Second
 // verdict. When a stage fails, later stages are skipped except finalizers
 // (the log stage), which still record what was done.
 func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error) {
-	res := &Result{Batch: &Batch{}, Started: time.Now()}
+	started := time.Now()
+	res := &Result{Batch: &Batch{Started: started}, Started: started}
 	var runErr error
 	for _, st := range stages {
 		if runErr != nil {
@@ -85,6 +86,7 @@ func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error)
 			err = fmt.Errorf("stage %s: %w", st.Ref, err)
 		}
 		res.Timings = append(res.Timings, StageTiming{Ref: st.Ref, Duration: time.Since(start), Err: err})
+		res.Batch.Timings = res.Timings
 		if env.Log != nil {
 			env.Log.WithField("stage", st.Ref.String()).WithField("duration", time.Since(start).Round(time.Millisecond)).Debug("stage done")
 		}
