@@ -43,11 +43,25 @@ type Result struct {
 	Timings []StageTiming
 	Started time.Time
 	Elapsed time.Duration
+	// Partial lists the problems that did not stop the run but mean it
+	// did not do everything it should (exit code 2).
+	Partial []error
 }
 
-// Failed reports whether any container's action failed.
+// PartialError is returned by a stage whose problem must not stop the
+// run, but must make it end as "done, but something failed" (exit 2): an
+// audit line that could not be written after the removals happened.
+type PartialError struct {
+	Err error
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Failed counts the containers whose action failed and the stages that
+// reported a partial failure.
 func (r *Result) Failed() int {
-	n := 0
+	n := len(r.Partial)
 	for _, rec := range r.Batch.Records {
 		if rec.Outcome.Status == OutcomeFailed {
 			n++
@@ -84,6 +98,11 @@ func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error)
 		}
 		if err != nil {
 			err = fmt.Errorf("stage %s: %w", st.Ref, err)
+		}
+		var partial *PartialError
+		if errors.As(err, &partial) {
+			res.Partial = append(res.Partial, err)
+			err = nil
 		}
 		res.Timings = append(res.Timings, StageTiming{Ref: st.Ref, Duration: time.Since(start), Err: err})
 		res.Batch.Timings = res.Timings

@@ -51,7 +51,7 @@ type Stage struct {
 	Syslog           bool   `hcl:"syslog,optional" doc:"Send DS01's ds01-cleanup syslog line for every removed container (facility user, priority notice)."`
 	MetricsFile      string `hcl:"metrics_file,optional" doc:"Prometheus textfile (must end in .prom) written atomically after each run, for node_exporter's textfile collector. \"\" writes none."`
 	Summary          bool   `hcl:"summary,optional" doc:"Log a one-line summary of the run on stderr."`
-	FailOnEventError bool   `hcl:"fail_on_event_error,optional" doc:"Fail the run when an event cannot be written. By default the error is logged and the run goes on: the removals already happened."`
+	FailOnEventError bool   `hcl:"fail_on_event_error,optional" doc:"Fail the run when an event cannot be written. By default the run goes on and ends with exit 2 (partial failure): the removals already happened."`
 
 	// dial opens the syslog connection; tests replace it.
 	dial func(tag string) (SyslogWriter, error)
@@ -168,13 +168,15 @@ func (s *Stage) Process(_ context.Context, env *pipeline.Env, batch *pipeline.Ba
 		return nil
 	}
 	werr := &WriteError{Path: s.EventsFile, Failed: sink.failed, Total: sink.written + sink.failed, Err: sink.err}
-	// The removals already happened; by default a lost audit line is an
-	// error in the journal, not a failed run that a timer would retry.
+	// The removals already happened and are not undone: by default a lost
+	// audit line ends the run as "done, but something failed" (exit 2), loud
+	// in the journal and in systemd's unit state. With fail_on_event_error
+	// it is a run failure (exit 1).
 	log.WithError(sink.err).WithField(attrEventsFile, s.EventsFile).Errorf("%d of %d events not written", werr.Failed, werr.Total)
 	if s.FailOnEventError {
 		return werr
 	}
-	return nil
+	return &pipeline.PartialError{Err: werr}
 }
 
 func (s *Stage) clock() time.Time {

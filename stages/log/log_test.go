@@ -313,8 +313,10 @@ func TestProcessEventsUnwritable(t *testing.T) {
 			t.Errorf("fail_on_event_error=%v: syslog skipped after the events error", failOn)
 		}
 		if !failOn {
-			if err != nil {
-				t.Errorf("default: Process returned %v, want nil", err)
+			// Default: the run goes on and ends with exit 2 (partial).
+			var partial *pipeline.PartialError
+			if !errors.As(err, &partial) {
+				t.Errorf("default: Process returned %v, want a *pipeline.PartialError", err)
 			}
 			continue
 		}
@@ -331,8 +333,9 @@ func TestProcessDropsOversizedEventOnly(t *testing.T) {
 	b := &pipeline.Batch{}
 	b.Emit(events.Event{Time: runStart, Type: events.ContainerRemove, User: strings.Repeat("u", 5000)})
 	b.Emit(events.Event{Time: runStart, Type: events.ContainerRemove, User: "alice"})
-	if err := s.Process(context.Background(), env, b); err != nil {
-		t.Fatal(err)
+	var partial *pipeline.PartialError
+	if err := s.Process(context.Background(), env, b); !errors.As(err, &partial) {
+		t.Fatalf("want a partial failure for the dropped event, got %v", err)
 	}
 	if got := readLines(t, s.EventsFile); len(got) != 2 || !strings.Contains(got[0], `"user":"alice"`) {
 		t.Errorf("lines %v", got)
