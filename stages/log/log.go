@@ -140,7 +140,7 @@ func (s *Stage) Process(_ context.Context, env *pipeline.Env, batch *pipeline.Ba
 	if s.Syslog {
 		s.sendSyslog(log, batch)
 	}
-	duration, hasDuration := s.runDuration(env)
+	duration, hasDuration := s.runDuration(env, batch)
 	if s.EventsFile != "" {
 		// Queued like any other event, so a stage after this one would see
 		// it, and written at once.
@@ -189,11 +189,15 @@ func (s *Stage) clock() time.Time {
 // runDuration measures the run from the run's instant to now. When the
 // clock was overridden (--now) the difference means nothing, and the
 // duration is reported as unknown rather than wrong.
-func (s *Stage) runDuration(env *pipeline.Env) (time.Duration, bool) {
-	if env.Now.IsZero() {
+func (s *Stage) runDuration(env *pipeline.Env, batch *pipeline.Batch) (time.Duration, bool) {
+	start := batch.Started // the wall clock, unaffected by --now
+	if start.IsZero() {
+		start = env.Now
+	}
+	if start.IsZero() {
 		return 0, false
 	}
-	d := s.clock().Sub(env.Now)
+	d := s.clock().Sub(start)
 	if d < 0 || d > 24*time.Hour {
 		return 0, false
 	}

@@ -455,10 +455,15 @@ func TestRunDuration(t *testing.T) {
 		{runStart.Add(time.Hour), 0, false},       // --now in the future
 		{runStart.Add(-48 * time.Hour), 0, false}, // --now far in the past
 	} {
-		d, ok := s.runDuration(&pipeline.Env{Now: tc.now})
+		d, ok := s.runDuration(&pipeline.Env{Now: tc.now}, &pipeline.Batch{})
 		if d != tc.want || ok != tc.ok {
 			t.Errorf("now %v: got %v %v", tc.now, d, ok)
 		}
+	}
+	// The runner's wall-clock start wins over a --now clock.
+	d, ok := s.runDuration(&pipeline.Env{Now: runStart.Add(time.Hour)}, &pipeline.Batch{Started: runStart})
+	if d != 2500*time.Millisecond || !ok {
+		t.Errorf("with the runner's start: got %v %v", d, ok)
 	}
 }
 
