@@ -42,8 +42,13 @@
 //     -1 s and so removed every created container at the next run.
 //   - A duration that is not a number, null or a no-limit word ("24h", "abc",
 //     true, a mapping) is a load error naming file and line. DS01 read it as
-//     0, which removes at the next run, or, for max_runtime, as no limit.
-//     A quoted number ("0.5") is still read as the number, as DS01 did.
+//     0, which for a hold removes at the next run and for an idle timeout or
+//     max runtime means no limit. A quoted number ("0.5") is still read as the
+//     number, as DS01 did. Values are exact decimals truncated toward zero to
+//     whole seconds, without DS01's float rounding noise.
+//   - 0 is a zero duration everywhere ("act at the next run"), never "no
+//     limit"; DS01's release-stale read gpu_hold_after_stop_h: 0 as forever
+//     and -1 as one hour (B-14).
 //   - A members file that exists but cannot be read is a load error. DS01 read
 //     it as empty, which silently moved every member to the default group and
 //     its shorter holds.

@@ -52,7 +52,7 @@ func loadExemptions(path string) ([]exemption, error) {
 	if err != nil || top == nil {
 		return nil, err
 	}
-	f := yamlFile{path: path}
+	f := &yamlFile{path: path}
 	keys, err := f.pairs(top, "top level")
 	if err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func loadExemptions(path string) ([]exemption, error) {
 }
 
 // exemption reads one list entry.
-func (f yamlFile) exemption(n *yaml.Node, what string) (exemption, error) {
+func (f *yamlFile) exemption(n *yaml.Node, what string) (exemption, error) {
 	n = deref(n)
 	if isNull(n) || n.Kind != yaml.MappingNode {
 		return exemption{}, f.errorf(n, "%s: want a mapping, got %s", what, describe(n))
@@ -122,7 +122,7 @@ func (f yamlFile) exemption(n *yaml.Node, what string) (exemption, error) {
 }
 
 // expiry reads expires_on into e.
-func (f yamlFile) expiry(n *yaml.Node, what string, e *exemption) error {
+func (f *yamlFile) expiry(n *yaml.Node, what string, e *exemption) error {
 	n = deref(n)
 	if isNull(n) {
 		return nil // permanent

@@ -129,7 +129,7 @@ func scalarNumber(n *yaml.Node) (*big.Rat, error) {
 	case "!!int":
 		var v int64
 		if err := n.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%s is out of range for a duration", quoteValue(n))
+			return nil, bad() // e.g. !!int on text that is not a number
 		}
 		return new(big.Rat).SetInt64(v), nil
 	case "!!float":

@@ -65,7 +65,7 @@ func loadLimits(path, groupsDir string) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{defaultGroup: "student"}
-	f := yamlFile{path: path}
+	f := &yamlFile{path: path}
 	sections, err := f.pairs(top, "top level")
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func loadLimits(path, groupsDir string) (*Model, error) {
 // layer reads the duration keys of one mapping; other keys (max_cpus, memory,
 // aggregate, policies, ...) are skipped. prefix starts each key's Source and
 // error messages, e.g. "groups.researcher.".
-func (f yamlFile) layer(n *yaml.Node, prefix string) (layer, error) {
+func (f *yamlFile) layer(n *yaml.Node, prefix string) (layer, error) {
 	keys, err := f.pairs(n, strings.TrimSuffix(prefix, "."))
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func (f yamlFile) layer(n *yaml.Node, prefix string) (layer, error) {
 }
 
 // durations parses the duration keys among keys, by their unit suffix.
-func (f yamlFile) durations(keys []pair, prefix string) (layer, error) {
+func (f *yamlFile) durations(keys []pair, prefix string) (layer, error) {
 	l := make(layer)
 	for _, p := range keys {
 		if !isDurationKey(p.key) {
@@ -129,7 +129,7 @@ func (f yamlFile) durations(keys []pair, prefix string) (layer, error) {
 
 // layers reads a mapping of name -> layer (user_overrides, container_types).
 // prefixFormat gets the name, e.g. "container_types.%s.".
-func (f yamlFile) layers(n *yaml.Node, what, prefixFormat string) (map[string]layer, error) {
+func (f *yamlFile) layers(n *yaml.Node, what, prefixFormat string) (map[string]layer, error) {
 	entries, err := f.pairs(n, what)
 	if err != nil {
 		return nil, err
@@ -145,7 +145,7 @@ func (f yamlFile) layers(n *yaml.Node, what, prefixFormat string) (map[string]la
 
 // groups reads the groups section in file order, with each group's members:
 // the inline members list plus groupsDir/<group>.members.
-func (f yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
+func (f *yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 	entries, err := f.pairs(n, "groups")
 	if err != nil {
 		return nil, err
@@ -186,7 +186,7 @@ func (f yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 // no members. A file that exists but cannot be read is an error, where DS01
 // read it as empty: that silently moved every member to the default group,
 // with its shorter holds, so the run stops instead.
-func (f yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
+func (f *yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
 	if g.name == "" || g.name == "." || g.name == ".." || strings.ContainsAny(g.name, `/\`+"\x00") {
 		return f.errorf(at, "groups: group name %q cannot name a members file in %s", g.name, dir)
 	}
@@ -196,7 +196,7 @@ func (f yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
 		return nil
 	}
 	if err != nil {
-		return yamlFile{path: path}.readError(err)
+		return (&yamlFile{path: path}).readError(err)
 	}
 	for line := range strings.Lines(string(data)) {
 		line, _, _ = strings.Cut(line, "#")
@@ -208,7 +208,7 @@ func (f yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
 }
 
 // monitoring reads monitoring.infrastructure_containers.
-func (f yamlFile) monitoring(n *yaml.Node) ([]string, error) {
+func (f *yamlFile) monitoring(n *yaml.Node) ([]string, error) {
 	keys, err := f.pairs(n, "monitoring")
 	if err != nil {
 		return nil, err
@@ -227,5 +227,5 @@ func loadOverrides(path string) (map[string]layer, error) {
 	if err != nil || top == nil {
 		return nil, err
 	}
-	return yamlFile{path: path}.layers(top, "top level", filepath.Base(path)+" %s.")
+	return (&yamlFile{path: path}).layers(top, "top level", filepath.Base(path)+" %s.")
 }

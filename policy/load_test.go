@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -126,6 +127,11 @@ bob:
 			name:    "top-level list",
 			files:   map[string]string{"resource-limits.yaml": "# limits\n- defaults  # ERROR\n- groups\n"},
 			badFile: "resource-limits.yaml", msg: "top level must be a mapping, got a list",
+		},
+		{
+			name:    "two documents",
+			files:   map[string]string{"resource-limits.yaml": "defaults: {}\n---  # ERROR\ngroups: {}\n"},
+			badFile: "resource-limits.yaml", msg: "more than one YAML document",
 		},
 		{
 			name:    "top-level scalar in overrides",
@@ -350,6 +356,33 @@ defaults:
 		if err != nil || got.Duration != tt.want {
 			t.Errorf("Lookup(ann, %s) = %+v, %v; want %v", tt.key, got, err, tt.want)
 		}
+	}
+}
+
+// TestMergeBomb: merge keys that would expand to 9^12 keys are refused quickly.
+func TestMergeBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("l0: &l0 {a_h: 1}\n")
+	for i := 1; i <= 12; i++ {
+		fmt.Fprintf(&b, "l%d: &l%d {<<: [", i, i)
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	b.WriteString("defaults: {<<: *l12}\n")
+	path := writeFile(t, t.TempDir(), "resource-limits.yaml", b.String())
+	start := time.Now()
+	_, err := Load(Files{LimitsFile: path})
+	var fe *FileError
+	if !errors.As(err, &fe) || !strings.Contains(fe.Msg, "expanding too far") {
+		t.Fatalf("Load error = %v, want a FileError about merge keys", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Load took %v", d)
 	}
 }
 

@@ -6,14 +6,14 @@ import (
 	"time"
 )
 
-// Key names the package itself resolves.
+// GroupOverride is what UserGroup returns for a user with a user override.
+const GroupOverride = "override"
+
 const (
 	keyContainerHold  = "container_hold_after_stop_h"
 	keyCreatedTimeout = "created_container_timeout_m"
 	// typeUnknown is the container_types entry for types with no entry of their own.
 	typeUnknown = "unknown"
-	// GroupOverride is what UserGroup returns for a user with a user override.
-	GroupOverride = "override"
 	// sourceBuiltin marks a value that no configuration file set.
 	sourceBuiltin = "built-in default"
 	// fallbackHold is DS01's hard-coded container hold (0.5 h) when no file sets one.

@@ -292,6 +292,22 @@ user_overrides:
 	}
 }
 
+// TestSanitizedMemberInEarlierGroup: DS01 tests the name and the sanitised
+// name group by group, so an earlier group matching either form wins.
+func TestSanitizedMemberInEarlierGroup(t *testing.T) {
+	model := loadString(t, `
+groups:
+  first: {members: [k_lee]}
+  second: {members: ["k.lee@hertie-school.lan"]}
+`)
+	if got := model.UserGroup("k.lee@hertie-school.lan"); got != "first" {
+		t.Errorf("UserGroup = %q, want first", got)
+	}
+	if got := model.UserGroup("k_lee"); got != "first" {
+		t.Errorf("UserGroup(k_lee) = %q, want first", got)
+	}
+}
+
 func TestLookupRejectsKeyWithoutUnit(t *testing.T) {
 	if _, err := loadDS01(t).Lookup("alice", "max_cpus"); err == nil {
 		t.Error("Lookup(max_cpus) succeeded, want an error")

@@ -1,13 +1,16 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,13 +19,15 @@ import (
 // model is read from nodes rather than decoded into structs so that every bad
 // value can be reported at its own line.
 
-// yamlFile is one parsed file, the context for its errors.
+// yamlFile is one parsed file: the context for its errors, and the budget
+// for expanding its merge keys.
 type yamlFile struct {
-	path string
+	path      string
+	mergeWork int // keys visited through merge keys so far
 }
 
 // errorf returns a FileError located at n (or at the file, when n is nil).
-func (f yamlFile) errorf(n *yaml.Node, format string, args ...any) *FileError {
+func (f *yamlFile) errorf(n *yaml.Node, format string, args ...any) *FileError {
 	e := &FileError{Path: f.path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
@@ -34,7 +39,7 @@ func (f yamlFile) errorf(n *yaml.Node, format string, args ...any) *FileError {
 // an empty file (no document, only comments, or a null document). With
 // optional set, a file that does not exist is also nil.
 func readYAML(path string, optional bool) (*yaml.Node, error) {
-	f := yamlFile{path: path}
+	f := &yamlFile{path: path}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if optional && errors.Is(err, fs.ErrNotExist) {
@@ -42,13 +47,19 @@ func readYAML(path string, optional bool) (*yaml.Node, error) {
 		}
 		return nil, f.readError(err)
 	}
-	var root yaml.Node
-	if err := unmarshal(data, &root); err != nil {
+	docs, err := parseDocuments(data)
+	if err != nil {
 		return nil, f.syntaxError(err)
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
+	if len(docs) == 0 || len(docs[0].Content) == 0 {
 		return nil, nil
 	}
+	if len(docs) > 1 {
+		// PyYAML's safe_load refuses a second document too; ignoring it would
+		// hide limits an admin meant to set.
+		return nil, f.errorf(docs[1], "more than one YAML document; put everything in one")
+	}
+	root := docs[0]
 	top := deref(root.Content[0])
 	if isNull(top) {
 		return nil, nil
@@ -59,19 +70,30 @@ func readYAML(path string, optional bool) (*yaml.Node, error) {
 	return top, nil
 }
 
-// unmarshal parses data, turning a panic inside the YAML library into an
-// error: a malformed policy file must never crash the run.
-func unmarshal(data []byte, out *yaml.Node) (err error) {
+// parseDocuments parses data into its YAML documents (at most two: a second
+// one is already an error). A panic inside the YAML library becomes an error:
+// a malformed policy file must never crash the run.
+func parseDocuments(data []byte) (docs []*yaml.Node, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("yaml: internal parser error: %v", r)
 		}
 	}()
-	return yaml.Unmarshal(data, out)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for len(docs) < 2 {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &doc)
+	}
+	return docs, nil
 }
 
 // readError reports a file that exists but cannot be read.
-func (f yamlFile) readError(err error) *FileError {
+func (f *yamlFile) readError(err error) *FileError {
 	cause := err
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
@@ -84,16 +106,13 @@ func (f yamlFile) readError(err error) *FileError {
 var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 
 // syntaxError turns a YAML parse error into a FileError with its line.
-func (f yamlFile) syntaxError(err error) *FileError {
+func (f *yamlFile) syntaxError(err error) *FileError {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &FileError{Path: f.path, Line: line, Msg: "invalid YAML: " + m[2], Err: err}
 	}
-	if len(msg) > len("yaml: ") && msg[:len("yaml: ")] == "yaml: " {
-		msg = msg[len("yaml: "):]
-	}
-	return &FileError{Path: f.path, Msg: "invalid YAML: " + msg, Err: err}
+	return &FileError{Path: f.path, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "), Err: err}
 }
 
 // maxAliasHops bounds alias chains; YAML cannot build a cycle of aliases alone,
@@ -150,19 +169,25 @@ type pair struct {
 	value   *yaml.Node
 }
 
-// maxMergeDepth bounds nested merge keys (<<: *x inside x's own merges).
-const maxMergeDepth = 16
+// Merge keys can refer to mappings that merge others in turn, and a list of
+// aliases can name the same mapping many times, so a small file can describe
+// an exponential number of keys ("billion laughs"). Expansion is bounded in
+// depth and in the total keys visited through merges per file.
+const (
+	maxMergeDepth = 16
+	maxMergeWork  = 100_000
+)
 
 // pairs lists the keys of mapping n in file order. A null n has no keys.
 // Merge keys (<<: *anchor, as PyYAML reads them in DS01) are expanded: keys
 // written in the mapping win over merged ones, and earlier merges win over
 // later ones. A key written twice is an error: PyYAML silently kept the last
 // one, which hides typos in limits.
-func (f yamlFile) pairs(n *yaml.Node, what string) ([]pair, error) {
+func (f *yamlFile) pairs(n *yaml.Node, what string) ([]pair, error) {
 	return f.pairsDepth(n, what, 0)
 }
 
-func (f yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, error) {
+func (f *yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, error) {
 	n = deref(n)
 	if isNull(n) {
 		return nil, nil
@@ -170,8 +195,11 @@ func (f yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, erro
 	if n.Kind != yaml.MappingNode {
 		return nil, f.errorf(n, "%s: want a mapping, got %s", what, describe(n))
 	}
-	if depth > maxMergeDepth {
-		return nil, f.errorf(n, "%s: merge keys nested too deeply", what)
+	if depth > 0 {
+		f.mergeWork += 1 + len(n.Content)/2
+	}
+	if depth > maxMergeDepth || f.mergeWork > maxMergeWork {
+		return nil, f.errorf(n, "%s: merge keys nested too deeply or expanding too far", what)
 	}
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	var out, merged []pair
@@ -186,6 +214,7 @@ func (f yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, erro
 			if err != nil {
 				return nil, err
 			}
+			f.mergeWork += len(m) // copying merged keys counts too
 			if mergeAt < 0 {
 				mergeAt = len(out)
 			}
@@ -214,7 +243,7 @@ func (f yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, erro
 
 // mergeSources returns the pairs a merge key's value contributes: one mapping,
 // or a list of mappings.
-func (f yamlFile) mergeSources(v *yaml.Node, what string, depth int) ([]pair, error) {
+func (f *yamlFile) mergeSources(v *yaml.Node, what string, depth int) ([]pair, error) {
 	v = deref(v)
 	if v != nil && v.Kind == yaml.SequenceNode {
 		var all []pair
@@ -239,7 +268,7 @@ func (f yamlFile) mergeSources(v *yaml.Node, what string, depth int) ([]pair, er
 
 // scalarText returns a scalar's text, "" and false for null, and an error for
 // a list or mapping.
-func (f yamlFile) scalarText(n *yaml.Node, what string) (string, bool, error) {
+func (f *yamlFile) scalarText(n *yaml.Node, what string) (string, bool, error) {
 	n = deref(n)
 	if isNull(n) {
 		return "", false, nil
@@ -252,7 +281,7 @@ func (f yamlFile) scalarText(n *yaml.Node, what string) (string, bool, error) {
 
 // stringList reads a list of scalars (null entries skipped). With single set,
 // a lone scalar counts as a one-item list.
-func (f yamlFile) stringList(n *yaml.Node, what string, single bool) ([]string, error) {
+func (f *yamlFile) stringList(n *yaml.Node, what string, single bool) ([]string, error) {
 	n = deref(n)
 	if isNull(n) {
 		return nil, nil
