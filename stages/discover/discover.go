@@ -7,7 +7,9 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,7 +59,7 @@ func (s *Stage) Init() error {
 		return &pipeline.AttrError{Attr: "workers", Err: fmt.Errorf("must be between 1 and 256, got %d", s.Workers)}
 	}
 	for _, st := range s.States {
-		if !contains(validStates, st) {
+		if !slices.Contains(validStates, st) {
 			return &pipeline.AttrError{Attr: "states", Err: fmt.Errorf("unknown state %q (one of %s)", st, strings.Join(validStates, ", "))}
 		}
 	}
@@ -73,7 +75,7 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		// test below makes the scope precise.
 		filters.Add("name", "^/"+regexp.QuoteMeta(s.NamePrefix))
 	}
-	for _, k := range sortedKeys(s.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		filters.Add("label", k+"="+s.Labels[k])
 	}
 	if len(s.States) > 0 {
@@ -242,20 +244,4 @@ func ParseDockerTime(s string) (t time.Time, ok bool, err error) {
 	return t.UTC(), true, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
