@@ -243,5 +243,3 @@ func ParseDockerTime(s string) (t time.Time, ok bool, err error) {
 	}
 	return t.UTC(), true, nil
 }
-
-
