@@ -141,8 +141,6 @@ func enforceInvariants(b *Batch) {
 			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonExempt, Detail: rec.ExemptReason}
 		case rec.Container.State.Live():
 			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotACandidate, Detail: "container is " + string(rec.Container.State)}
-		case rec.Outcome.Status == OutcomeFailed:
-			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotDecided, Detail: rec.Outcome.Error}
 		}
 	}
 }

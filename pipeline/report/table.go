@@ -10,11 +10,14 @@ import (
 	"unicode/utf8"
 )
 
-// Column widths keep a plan table within 120 columns.
+// Column widths keep a plan table within 120 columns; the JSON has every
+// value in full.
 const (
-	nameWidth  = 32
-	ownerWidth = 16
-	typeWidth  = 12
+	nameWidth   = 24
+	ownerWidth  = 12
+	typeWidth   = 10
+	reasonWidth = 20
+	errorWidth  = 100
 )
 
 // WriteTable writes the containers (and GPUs, when the run reconciled any)
@@ -22,33 +25,44 @@ const (
 func (d *Document) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CONTAINER\tOWNER\tTYPE\tSTATE\tAGE\tLIMIT\tVERDICT\tREASON\tOUTCOME\n")
+	var problems []string
 	for _, c := range d.Containers {
 		owner := c.Owner
 		if c.OwnerSource != "" && c.OwnerSource != "unknown" && c.OwnerSource != "ds01.user" {
 			owner += "*" // found by a fallback rule; the JSON says which
 		}
-		outcome := c.Outcome
-		if c.Error != "" {
-			outcome += ": " + c.Error
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			cell(c.Name, nameWidth), cell(owner, ownerWidth), cell(c.Type, typeWidth), cell(c.State, 10),
-			ageCell(c.AgeS), limitCell(c), cell(c.Verdict, 7), cell(reasonCell(c), 24), cell(outcome, 40))
+			ageCell(c.AgeS), limitCell(c), cell(c.Verdict, 7), cell(c.Reason, reasonWidth), cell(c.Outcome, 8))
+		if c.Error != "" {
+			problems = append(problems, cell(c.Name+": "+c.Outcome+": "+c.Error, errorWidth))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(w)
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
 	}
 	if len(d.GPUs) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "GPU\tINDEX\tSTATUS\tCLAIMED BY\tPROCESSES\n")
+		names := d.containerNames()
 		for _, g := range d.GPUs {
 			idx := fmt.Sprint(g.Index)
 			if g.MIGParent != nil {
-				idx = "  mig " + idx
+				idx = "mig " + idx
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, 44), idx, g.Status,
-				cell(strings.Join(shortIDs(g.ClaimedBy), ","), 30), cell(processCell(g.Processes), 40))
+			holders := make([]string, 0, len(g.ClaimedBy))
+			for _, id := range g.ClaimedBy {
+				holders = append(holders, names.of(id))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, 40), cell(idx, 6), cell(g.Status, 10),
+				cell(strings.Join(holders, ","), 28), cell(processCell(g.Processes, names), 26))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -58,13 +72,6 @@ func (d *Document) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "\n%s (%s): %d containers, %d to remove, %d removed, %d failed; NVML: %s\n",
 		cell(d.Pipeline, 40), d.Mode, s.Containers, s.Remove, s.Removed, s.Failed, s.NVML)
 	return nil
-}
-
-func reasonCell(c Container) string {
-	if c.Exempt && c.ExemptReason != "" {
-		return "exempt (" + c.ExemptReason + ")"
-	}
-	return c.Reason
 }
 
 func limitCell(c Container) string {
@@ -84,12 +91,31 @@ func ageCell(s *int64) string {
 	return Duration(time.Duration(*s) * time.Second)
 }
 
-func processCell(ps []Process) string {
+// holderNames maps container IDs to "owner/name" for the GPU table, so it
+// answers "who holds which GPU" without a second lookup.
+type holderNames map[string]string
+
+func (d *Document) containerNames() holderNames {
+	m := make(holderNames, len(d.Containers))
+	for _, c := range d.Containers {
+		m[c.ID] = c.Owner + "/" + c.Name
+	}
+	return m
+}
+
+func (h holderNames) of(id string) string {
+	if n, ok := h[id]; ok {
+		return n
+	}
+	return shortID(id) // a container outside the pipeline's scope
+}
+
+func processCell(ps []Process, names holderNames) string {
 	parts := make([]string, 0, len(ps))
 	for _, p := range ps {
-		owner := "host"
+		owner := "no container"
 		if p.ContainerID != nil {
-			owner = shortID(*p.ContainerID)
+			owner = names.of(*p.ContainerID)
 		}
 		parts = append(parts, fmt.Sprintf("%d(%s)", p.PID, owner))
 	}
@@ -97,14 +123,6 @@ func processCell(ps []Process) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
-}
-
-func shortIDs(ids []string) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = shortID(id)
-	}
-	return out
 }
 
 func shortID(id string) string {
