@@ -42,3 +42,141 @@ clean:
 	rm -rf bin/
 
 # install, deb, bench, fuzz: see below
+
+# --- bench, bench-smoke, gobench (internal/bench/RESULTS.md) ---------------
+# bench and bench-smoke need a running Docker engine (as for `make test`);
+# they create and remove only their own containers (label ds01-pipe.bench=1,
+# names ds01bench-*). Targets are judged in the printed report, never in
+# `go test`. More flags through BENCH_FLAGS, for example
+#   make bench BENCH_FLAGS="-rss-sizes 5000 -out bench.md -keep"
+BENCH_FLAGS ?=
+
+.PHONY: bench bench-smoke gobench
+
+bench:
+	$(GO) run ./internal/bench -ldflags "$(LDFLAGS)" $(BENCH_FLAGS)
+
+# Every code path of bench at a tiny size, in about a minute.
+bench-smoke:
+	$(GO) run ./internal/bench -ldflags "$(LDFLAGS)" -sizes 20 -repeat 1 \
+		-removal-size 20 -sweep-size 20 -sweep-repeat 1 $(BENCH_FLAGS)
+
+# Go benchmarks of the pure hot parts (owner and type rules, policy lookups,
+# decide, events encoding, GPU claims, the JSON report); no Docker needed.
+gobench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# --- man, completion, install, uninstall, deb (deploy/README-sections.md) ---
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: the binary, the
+# systemd units (in $(PREFIX)/lib/systemd/system, on systemd's unit path,
+# leaving /etc/systemd/system to the admin's own units and drop-ins), man
+# pages, shell completion, the DS01 reference resource-limits.yaml, and the
+# shipped pipelines in /etc/ds01-pipe/pipelines (an existing pipeline that
+# differs is kept, the shipped one goes beside it as .hcl.new). Nothing is
+# enabled or started.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+DATADIR     ?= $(PREFIX)/share/ds01-pipe
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR  ?= /etc
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+BUILDDIR    ?= bin/build
+DISTDIR     ?= dist
+# The path ExecStart= names in deploy/systemd/ds01-pipe@.service; install
+# and deb rewrite it to where they put the binary.
+UNIT_BIN    := /usr/local/bin/ds01-pipe
+UNITS       := ds01-pipe@.service ds01-pipe@.timer
+PIPELINES   := $(wildcard pipelines/*.hcl)
+# Man page dates: the last commit's time, so the pages are reproducible.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+# nfpm runs as a `go run` tool at a pinned version; it is not a module
+# dependency of ds01-pipe.
+NFPM_VERSION ?= v2.45.2
+NFPM         ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+DEB_ARCH     ?= amd64
+# Debian version from git describe: tag v1.2.3 -> 1.2.3, 4 commits after it
+# -> 1.2.3+git4.gabcdef0; no tag -> 0.0.0~git<commit date>.<hash>.
+DEB_VERSION  ?= $(shell d=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && \
+	echo "$$d" | sed -e 's/^v//' -e 's/-\([0-9][0-9]*\)-g\([0-9a-f]*\)$$/+git\1.g\2/' || \
+	echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+
+.PHONY: man completion units install uninstall deb clean-deploy
+
+man: build
+	rm -rf $(BUILDDIR)/man
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) __man $(BUILDDIR)/man >/dev/null
+
+completion: build
+	mkdir -p $(BUILDDIR)/completion
+	$(BIN) completion bash >$(BUILDDIR)/completion/ds01-pipe
+	$(BIN) completion zsh >$(BUILDDIR)/completion/_ds01-pipe
+	$(BIN) completion fish >$(BUILDDIR)/completion/ds01-pipe.fish
+
+# The units with ExecStart= pointing at $(BINDIR)/ds01-pipe.
+units:
+	mkdir -p $(BUILDDIR)/systemd
+	for u in $(UNITS); do \
+		sed 's|$(UNIT_BIN)|$(BINDIR)/ds01-pipe|g' "deploy/systemd/$$u" >"$(BUILDDIR)/systemd/$$u" || exit 1; \
+	done
+
+install: build man completion units
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
+		$(DESTDIR)$(DATADIR)/ds01 $(DESTDIR)$(SYSCONFDIR)/ds01-pipe/pipelines
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ds01-pipe
+	for u in $(UNITS); do install -m 0644 "$(BUILDDIR)/systemd/$$u" "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; done
+	install -m 0644 $(BUILDDIR)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BUILDDIR)/completion/ds01-pipe $(DESTDIR)$(BASHCOMPDIR)/ds01-pipe
+	install -m 0644 $(BUILDDIR)/completion/_ds01-pipe $(DESTDIR)$(ZSHCOMPDIR)/_ds01-pipe
+	install -m 0644 $(BUILDDIR)/completion/ds01-pipe.fish $(DESTDIR)$(FISHCOMPDIR)/ds01-pipe.fish
+	install -m 0644 deploy/ds01/resource-limits.yaml $(DESTDIR)$(DATADIR)/ds01/resource-limits.yaml
+	@for f in $(PIPELINES); do \
+		dst="$(DESTDIR)$(SYSCONFDIR)/ds01-pipe/pipelines/$$(basename "$$f")"; \
+		if [ ! -e "$$dst" ]; then \
+			install -m 0644 "$$f" "$$dst" && echo "installed $$dst" || exit 1; \
+		elif cmp -s "$$f" "$$dst"; then \
+			echo "unchanged $$dst"; \
+		else \
+			install -m 0644 "$$f" "$$dst.new" || exit 1; \
+			echo "NOTE: $$dst differs from the shipped pipeline: kept it; the shipped one is $$dst.new (compare them: diff -u $$dst $$dst.new)"; \
+		fi; \
+	done
+	@[ -d "$(DESTDIR)/var/log/ds01" ] || install -d -m 0755 "$(DESTDIR)/var/log/ds01"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "ds01-pipe installed in $(DESTDIR)$(BINDIR). Nothing is scheduled yet: try"
+	@echo "  $(BINDIR)/ds01-pipe plan $(SYSCONFDIR)/ds01-pipe/pipelines/cleanup.hcl"
+	@echo "then: systemctl enable --now ds01-pipe@cleanup.timer"
+
+# Leaves /etc/ds01-pipe (the admin's pipelines) and /var/log/ds01 alone.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && \
+		systemctl list-units --all --plain --no-legend 'ds01-pipe@*.timer' 2>/dev/null | grep -q .; then \
+		echo "NOTE: ds01-pipe timers are still loaded; run: systemctl disable --now 'ds01-pipe@*.timer'"; \
+	fi
+	rm -f $(DESTDIR)$(BINDIR)/ds01-pipe
+	for u in $(UNITS); do rm -f "$(DESTDIR)$(UNITDIR)/$$u"; done
+	rm -f $(DESTDIR)$(MANDIR)/man1/ds01-pipe.1 $(DESTDIR)$(MANDIR)/man1/ds01-pipe-*.1
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/ds01-pipe $(DESTDIR)$(ZSHCOMPDIR)/_ds01-pipe $(DESTDIR)$(FISHCOMPDIR)/ds01-pipe.fish
+	rm -rf $(DESTDIR)$(DATADIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/ds01-pipe (pipelines) and $(DESTDIR)/var/log/ds01"
+
+# The Debian package: the same files under /usr, units in /lib/systemd/system,
+# pipelines as conffiles. It enables and starts nothing (deploy/deb/).
+deb: build man completion
+	@[ "$$($(GO) env GOARCH)" = "$(DEB_ARCH)" ] || { echo "make deb: the binary is built for $$($(GO) env GOARCH), not DEB_ARCH=$(DEB_ARCH)"; exit 1; }
+	rm -rf $(BUILDDIR)/deb
+	$(MAKE) --no-print-directory units BINDIR=/usr/bin BUILDDIR=$(BUILDDIR)/deb
+	mkdir -p $(BUILDDIR)/deb/man $(DISTDIR)
+	for f in $(BUILDDIR)/man/*.1; do gzip -9n -c "$$f" >"$(BUILDDIR)/deb/man/$$(basename "$$f").gz" || exit 1; done
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DS01_PIPE_BIN='$(BIN)' DS01_PIPE_BUILD='$(BUILDDIR)' \
+		$(NFPM) pkg --config deploy/nfpm.yaml --packager deb --target $(DISTDIR)/
+	@ls -1 $(DISTDIR)/ds01-pipe_*.deb
+
+clean: clean-deploy
+clean-deploy:
+	rm -rf $(BUILDDIR) $(DISTDIR)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
@@ -29,6 +31,9 @@ type ExecOptions struct {
 	// simulation file (the DS01_PIPE_NVML_SIM variable).
 	SimFile     string
 	CallTimeout time.Duration
+	// Progress logs, at Info, every stage that runs longer than
+	// ProgressEvery (for a terminal; the timer's journal stays quiet).
+	Progress bool
 }
 
 // LockedError says another run holds the pipeline's lock.
@@ -57,6 +62,43 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
+// DeadlineError says the run did not finish within the pipeline's timeout.
+type DeadlineError struct {
+	Pipeline string
+	Timeout  time.Duration
+	Err      error
+}
+
+func (e *DeadlineError) Error() string {
+	return fmt.Sprintf("pipeline %s did not finish within its deadline (timeout = %q in the pipeline block): %v", e.Pipeline, e.Timeout.String(), e.Err)
+}
+
+func (e *DeadlineError) Unwrap() error { return e.Err }
+
+// CallDeadlineError says a deadline inside the run passed before the
+// run's own: a Docker call's (--call-timeout), or a stage's timeout.
+type CallDeadlineError struct {
+	CallTimeout time.Duration
+	Stage       string // the stage whose own timeout passed, if that was it
+	Err         error
+}
+
+func (e *CallDeadlineError) Error() string {
+	if e.Stage != "" {
+		return fmt.Sprintf("stage %s did not finish within its own timeout: %v", e.Stage, e.Err)
+	}
+	d := e.CallTimeout
+	if d <= 0 {
+		d = defaultCallTimeout
+	}
+	return fmt.Sprintf("a Docker call did not answer within its deadline of %s (--call-timeout): %v", d, e.Err)
+}
+
+// defaultCallTimeout is Env.Call's deadline when CallTimeout is unset.
+const defaultCallTimeout = 30 * time.Second
+
+func (e *CallDeadlineError) Unwrap() error { return e.Err }
+
 // OpenGPU opens the GPU back end a pipeline asks for. Every error here is
 // a configuration error (a simulation file that does not parse, an unknown
 // back end): an unavailable driver is not an error but an unavailable view.
@@ -64,6 +106,11 @@ func OpenGPU(cfg GPUConfig, simOverride string) (nvml.Backend, error) {
 	opts := nvml.Options{Backend: cfg.Backend, SimFile: cfg.SimFile}
 	if simOverride != "" {
 		opts = nvml.Options{Backend: nvml.BackendSim, SimFile: simOverride}
+	}
+	if cfg.StrictFiles && opts.Backend == nvml.BackendSim {
+		if err := checkOptional(opts.SimFile); err != nil {
+			return nil, &ConfigError{Diags: hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Insecure GPU simulation file", Detail: err.Error()}}}
+		}
 	}
 	b, err := nvml.Open(opts)
 	if err != nil {
@@ -113,7 +160,8 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 		defer unlock()
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
 	defer cancel()
 
 	docker := opts.Docker
@@ -133,7 +181,18 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	}
 	env.Docker = docker
 
-	res, err := Run(ctx, env, cfg.Stages)
+	stages := cfg.Stages
+	if opts.Progress {
+		stages = withProgress(stages, ProgressEvery)
+	}
+	res, err := Run(ctx, env, stages)
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil:
+		err = &DeadlineError{Pipeline: cfg.Name, Timeout: cfg.Timeout, Err: err}
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		err = &CallDeadlineError{CallTimeout: env.CallTimeout, Stage: timedOutStage(stages, res), Err: err}
+	}
 	return env, res, err
 }
 
@@ -167,4 +226,24 @@ func lock(path, pipelineName string) (func(), error) {
 		return nil, fmt.Errorf("writing lock holder to %s: %w", path, err)
 	}
 	return func() { _ = fl.Unlock() }, nil
+}
+
+// timedOutStage names the failed stage when it ran at least as long as its
+// own timeout, else "".
+func timedOutStage(stages []StageInstance, res *Result) string {
+	if res == nil {
+		return ""
+	}
+	for _, t := range res.Timings {
+		if t.Err == nil {
+			continue
+		}
+		for _, st := range stages {
+			if st.Ref == t.Ref && st.Timeout > 0 && t.Duration >= st.Timeout {
+				return st.Ref.String()
+			}
+		}
+		return ""
+	}
+	return ""
 }

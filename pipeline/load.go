@@ -3,7 +3,6 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -46,13 +45,26 @@ type GPUConfig struct {
 	Backend  string // auto | nvml | sim | none
 	SimFile  string
 	Required bool
+	// StrictFiles makes OpenGPU refuse a simulation file that a non-root
+	// user could have written (see CheckFilePermissions); the loader sets
+	// it from LoadOptions.StrictFiles.
+	StrictFiles bool
 }
 
 // LoadOptions are the inputs of a load besides the file.
 type LoadOptions struct {
 	Registry *Registry         // nil: DefaultRegistry
 	Vars     map[string]string // --var NAME=VALUE
+	// StrictFiles refuses a pipeline, policy or simulation file (or groups
+	// directory) that a non-root user could have written, before reading
+	// it (CheckFilePermissions). The command line sets it when it runs as
+	// root, unless --allow-insecure-files is given.
+	StrictFiles bool
 }
+
+// MaxPipelineFileSize bounds what LoadFile reads: a pipeline is a page of
+// HCL, so anything larger is a wrong path (a log, a device), not a pipeline.
+const MaxPipelineFileSize = 1 << 20
 
 // ConfigError is a configuration problem: the run exits 78 and touches nothing.
 type ConfigError struct {
@@ -65,7 +77,11 @@ type ConfigError struct {
 // and the detail.
 func (e *ConfigError) Error() string {
 	var out []string
-	for _, d := range e.Diags {
+	for i, d := range e.Diags {
+		if i >= maxDetailedDiags {
+			out = append(out, briefDiags(e.Diags[i:]))
+			break
+		}
 		var b strings.Builder
 		w := hcl.NewDiagnosticTextWriter(&b, e.Files, 0, false)
 		_ = w.WriteDiagnostic(d) // a strings.Builder never fails
@@ -78,6 +94,32 @@ func (e *ConfigError) Error() string {
 		out = append(out, strings.TrimRight(text, "\n"))
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// Rendering one diagnostic with its source lines costs time that grows with
+// the file, so a file with thousands of errors (10,000 unknown attributes
+// took over 10 minutes) gets the first few in full, then one line each,
+// then a count.
+const (
+	maxDetailedDiags = 10
+	maxListedDiags   = 100
+)
+
+// briefDiags lists diagnostics one line each, up to maxListedDiags.
+func briefDiags(diags hcl.Diagnostics) string {
+	var b strings.Builder
+	for i, d := range diags {
+		if i >= maxListedDiags {
+			fmt.Fprintf(&b, "... and %d more", len(diags)-i)
+			break
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		b.WriteByte('\n')
+	}
+	return strings.TrimRight(b.String(), "\n")
 }
 
 // tidy drops the follow-on diagnostics HCL adds after a real error in the
@@ -157,7 +199,22 @@ type stageBlock struct {
 // files it names. Every problem comes back as one *ConfigError with the
 // file, line and column of each diagnostic.
 func LoadFile(path string, opts LoadOptions) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadFile(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Load(path, src, opts)
+}
+
+// ReadFile reads a pipeline file for Load: with opts.StrictFiles it first
+// checks who could have written it, and it reads only a regular file of at
+// most MaxPipelineFileSize bytes, without blocking on a FIFO. Every error
+// is a *ConfigError.
+func ReadFile(path string, opts LoadOptions) ([]byte, error) {
+	if err := checkPipelineFile(path, opts); err != nil {
+		return nil, err
+	}
+	src, err := readLimited(path, MaxPipelineFileSize)
 	if err != nil {
 		return nil, &ConfigError{Diags: hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -165,11 +222,31 @@ func LoadFile(path string, opts LoadOptions) (*Config, error) {
 			Detail:   err.Error(),
 		}}}
 	}
-	return Load(path, src, opts)
+	return src, nil
 }
 
-// Load is LoadFile for a file already in memory.
+func checkPipelineFile(path string, opts LoadOptions) error {
+	if !opts.StrictFiles {
+		return nil
+	}
+	if err := checkOptional(path); err != nil {
+		return &ConfigError{Diags: hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Insecure pipeline file",
+			Detail:   err.Error(),
+		}}}
+	}
+	return nil
+}
+
+// Load is LoadFile for a file already in memory. With opts.StrictFiles it
+// checks path, the file src was read from, when that exists (ReadFile
+// checked it already; a caller that read the file itself gets the check
+// here).
 func Load(path string, src []byte, opts LoadOptions) (*Config, error) {
+	if err := checkPipelineFile(path, opts); err != nil {
+		return nil, err
+	}
 	reg := opts.Registry
 	if reg == nil {
 		reg = DefaultRegistry
@@ -214,7 +291,7 @@ func Load(path string, src []byte, opts LoadOptions) (*Config, error) {
 	if d := gohcl.DecodeBody(head.Body, ctx, &pb); d.HasErrors() {
 		return nil, fail(d)
 	}
-	cfg, d := decodePipeline(head, &pb, ctx, reg, dir)
+	cfg, d := decodePipeline(head, &pb, ctx, reg, dir, opts.StrictFiles)
 	if d.HasErrors() {
 		return nil, fail(d)
 	}
@@ -287,7 +364,7 @@ func varValue(raw string, ty cty.Type) (cty.Value, error) {
 	return out, nil
 }
 
-func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext, reg *Registry, dir string) (*Config, hcl.Diagnostics) {
+func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext, reg *Registry, dir string, strict bool) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	cfg := &Config{Name: head.Name, Description: pb.Description, Timeout: DefaultTimeout}
 	if head.Name == "" {
@@ -306,10 +383,10 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 		cfg.LockFile = resolvePath(dir, *pb.LockFile)
 	}
 
-	pd := decodePolicy(pb.Policy, ctx, dir, cfg)
+	pd := decodePolicy(pb.Policy, ctx, dir, cfg, strict)
 	diags = append(diags, pd...)
 
-	cfg.GPU = GPUConfig{Backend: "auto"}
+	cfg.GPU = GPUConfig{Backend: "auto", StrictFiles: strict}
 	if g := pb.GPU; g != nil {
 		if s, ok, d := stringAttr(g.Backend, ctx); ok {
 			switch s {
@@ -362,7 +439,7 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 	return cfg, diags
 }
 
-func decodePolicy(pb *policyBlock, ctx *hcl.EvalContext, dir string, cfg *Config) hcl.Diagnostics {
+func decodePolicy(pb *policyBlock, ctx *hcl.EvalContext, dir string, cfg *Config, strict bool) hcl.Diagnostics {
 	if pb == nil {
 		cfg.Policy = policy.Default()
 		return nil
@@ -385,6 +462,17 @@ func decodePolicy(pb *policyBlock, ctx *hcl.EvalContext, dir string, cfg *Config
 		GroupsDir:      opt(pb.GroupsDir),
 		OverridesFile:  opt(pb.OverridesFile),
 		ExemptionsFile: opt(pb.ExemptionsFile),
+	}
+	if strict {
+		// policy.Load reads the files itself: check them first.
+		if err := checkPolicyFiles(cfg.PolicyFiles); err != nil {
+			return append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Insecure policy file",
+				Detail:   err.Error(),
+				Subject:  pb.DeclRange.Ptr(),
+			})
+		}
 	}
 	model, err := policy.Load(cfg.PolicyFiles)
 	if err != nil {
@@ -417,6 +505,11 @@ func decodeStage(sb *stageBlock, ctx *hcl.EvalContext, reg *Registry) (*StageIns
 	}
 	var diags hcl.Diagnostics
 	if d, ok, dd := durationAttr(sb.Timeout, ctx, "timeout"); ok {
+		if d <= 0 {
+			// The runner reads 0 as "no timeout of its own": a negative or
+			// zero value written here would silently mean the same.
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid timeout", Detail: "A stage's timeout must be positive; leave it out to bound the stage by the run's timeout only.", Subject: sb.Timeout.Range().Ptr()})
+		}
 		inst.Timeout = d
 	} else {
 		diags = append(diags, dd...)

@@ -46,6 +46,18 @@ func (s IOStreams) errIsTerminal() bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// errIsJournal reports whether stderr is the systemd journal: systemd sets
+// JOURNAL_STREAM to the device and inode of the stream it connected, and
+// only when stderr is that very stream (not a redirect in a child) is the
+// answer yes.
+func (s IOStreams) errIsJournal() bool {
+	f, ok := s.Err.(*os.File)
+	if !ok {
+		return false
+	}
+	return isJournalStream(f, lookupEnv("JOURNAL_STREAM"))
+}
+
 // exitError carries an exit code up to Main together with its message.
 type exitError struct {
 	code ExitCode
@@ -63,8 +75,20 @@ func usageError(format string, args ...any) error {
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
-	logFormat string
-	logLevel  string
+	logFormat          string
+	logLevel           string
+	allowInsecureFiles bool
+}
+
+// allowInsecureFilesHelp is the help of --allow-insecure-files, word for word.
+const allowInsecureFilesHelp = "accept pipeline, policy and simulation files that non-root users could have written; " +
+	"ds01-pipe runs as root, so such a file lets that user decide what gets removed"
+
+// loadOptions are the pipeline loader's options for this command line. As
+// root, files that non-root users could have written are refused
+// (pipeline.CheckFilePermissions) unless --allow-insecure-files is given.
+func (g *globalOptions) loadOptions(vars map[string]string) pipeline.LoadOptions {
+	return pipeline.LoadOptions{Vars: vars, StrictFiles: os.Geteuid() == 0 && !g.allowInsecureFiles}
 }
 
 // Main runs the command line and returns the exit code.
@@ -104,21 +128,26 @@ checking live NVML state; remove them; and log every action to DS01's events.jso
 
 Exit codes: 0 done, 1 runtime failure, 2 some actions failed, 3 another run holds the
 lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Version:       version,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		Version:           version,
+		DisableAutoGenTag: true, // reproducible man pages
 	}
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "diagnostics on stderr: text, json or auto (text on a terminal, json otherwise)")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "diagnostics on stderr: text, json or auto (text on a terminal, plain text without timestamps to the systemd journal, json otherwise)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "diagnostics level: debug, info, warn or error")
+	root.PersistentFlags().BoolVar(&g.allowInsecureFiles, "allow-insecure-files", false, allowInsecureFilesHelp)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
 
 	root.AddCommand(
 		newPlanCmd(io, g),
 		newRunCmd(io, g),
+		newApplyCmd(io, g),
 		newValidateCmd(io, g),
 		newStagesCmd(io),
 		newVersionCmd(io),
+		newManCmd(io),
 	)
+	setupCompletion(root)
 	return root
 }
 
@@ -138,22 +167,17 @@ func (g *globalOptions) logger(io IOStreams) (*logrus.Logger, error) {
 	case "text":
 		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	case "auto":
-		if io.errIsTerminal() {
+		switch {
+		case io.errIsTerminal():
 			log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-		} else {
+		case io.errIsJournal():
+			// journald stamps every line itself and shows no colours.
+			log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableColors: true})
+		default:
 			log.SetFormatter(&logrus.JSONFormatter{})
 		}
 	default:
 		return nil, usageError("--log-format must be text, json or auto, not %q", g.logFormat)
 	}
 	return log, nil
-}
-
-// loadConfig loads a pipeline file, turning configuration errors into exit 78.
-func loadConfig(path string, vars map[string]string) (*pipeline.Config, error) {
-	cfg, err := pipeline.LoadFile(path, pipeline.LoadOptions{Vars: vars})
-	if err != nil {
-		return nil, withCode(ExitConfigError, err)
-	}
-	return cfg, nil
 }

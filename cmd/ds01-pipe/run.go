@@ -6,9 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/planfile"
 	"github.com/ds01/ds01-pipe/pipeline/report"
 )
 
@@ -22,6 +24,7 @@ type runOptions struct {
 	allowClockOverride bool
 	detailedExitCode   bool
 	callTimeout        time.Duration
+	out                string // plan --out: the plan file to write
 }
 
 func newPlanCmd(io IOStreams, g *globalOptions) *cobra.Command {
@@ -32,7 +35,8 @@ func newPlanCmd(io IOStreams, g *globalOptions) *cobra.Command {
 		Long: `plan runs every stage of the pipeline in decision mode: containers are listed and
 inspected, GPUs are read, and each container gets its verdict with the rule, the clock,
 the age, the limit and the time left. Nothing is removed, released, killed or logged
-to events.jsonl, and no lock is taken.`,
+to events.jsonl, and no lock is taken. With --out the plan is also saved to a file that
+ds01-pipe apply carries out later, touching only the containers it lists.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
@@ -41,6 +45,7 @@ to events.jsonl, and no lock is taken.`,
 	}
 	addRunFlags(cmd, o)
 	cmd.Flags().BoolVar(&o.detailedExitCode, "detailed-exitcode", false, "exit 4 when something would be removed (0 when nothing would)")
+	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to this file (mode 0600), for `ds01-pipe apply`")
 	return cmd
 }
 
@@ -126,7 +131,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(o.file, vars)
+	cfg, text, err := loadConfigText(g, o.file, vars)
 	if err != nil {
 		return err
 	}
@@ -136,8 +141,30 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 		Log:         log,
 		SimFile:     lookupEnv(pipeline.SimEnvVar),
 		CallTimeout: o.callTimeout,
+		Progress:    io.errIsTerminal(),
 	})
+	if o.out != "" && runErr == nil && res != nil {
+		if err := savePlan(o.out, env, res, planfile.Source{File: o.file, Text: text, Vars: vars}); err != nil {
+			return withCode(ExitFailure, err)
+		}
+		log.WithField("plan", o.out).Info("plan saved; apply it with: ds01-pipe apply " + o.out)
+	}
+	if err := finishRun(io, log, format, env, res, runErr); err != nil {
+		return err
+	}
+	if o.mode == pipeline.ModePlan && o.detailedExitCode {
+		for _, rec := range res.Batch.Records {
+			if rec.Verdict.Action == pipeline.ActionRemove {
+				return withCode(ExitChanges, errors.New(""))
+			}
+		}
+	}
+	return nil
+}
 
+// finishRun prints the report of a run (plan, run or apply) and turns its
+// result into the exit code of DESIGN.md section 6.
+func finishRun(io IOStreams, log logrus.FieldLogger, format string, env *pipeline.Env, res *pipeline.Result, runErr error) error {
 	var locked *pipeline.LockedError
 	switch {
 	case pipeline.IsConfigError(runErr):
@@ -158,13 +185,6 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	}
 	if res.Failed() > 0 {
 		return withCode(ExitPartial, fmt.Errorf("%d action(s) failed; see the report", res.Failed()))
-	}
-	if o.mode == pipeline.ModePlan && o.detailedExitCode {
-		for _, rec := range res.Batch.Records {
-			if rec.Verdict.Action == pipeline.ActionRemove {
-				return withCode(ExitChanges, errors.New(""))
-			}
-		}
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
-func newValidateCmd(io IOStreams, _ *globalOptions) *cobra.Command {
+func newValidateCmd(io IOStreams, g *globalOptions) *cobra.Command {
 	var varKVs []string
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
@@ -24,7 +24,7 @@ contacted. Each problem is printed with its file, line and column.`,
 			}
 			bad := 0
 			for _, file := range args {
-				if err := validateFile(file, vars); err != nil {
+				if err := validateFile(file, g.loadOptions(vars)); err != nil {
 					fmt.Fprintln(io.Err, err)
 					bad++
 					continue
@@ -41,8 +41,8 @@ contacted. Each problem is printed with its file, line and column.`,
 	return cmd
 }
 
-func validateFile(file string, vars map[string]string) error {
-	cfg, err := pipeline.LoadFile(file, pipeline.LoadOptions{Vars: vars})
+func validateFile(file string, opts pipeline.LoadOptions) error {
+	cfg, err := pipeline.LoadFile(file, opts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,318 @@
+// Package planfile is the saved plan of `ds01-pipe plan --out FILE` and
+// what `ds01-pipe apply FILE` does with it.
+//
+// A plan file records which containers a plan decided to remove, each with
+// a fingerprint of the facts the decision rested on (state, start and
+// finish times, restart count, name, a hash of the labels), and which
+// pipeline file, with which variables and on which host, made it.
+//
+// Apply does not replay the plan. It runs the same pipeline again, in run
+// mode and on the wall clock, with every stage wrapped by a gate (Restrict)
+// that lets a container keep a remove verdict only when the plan lists it
+// and its fingerprint still matches. A plan can therefore only narrow what
+// a run would do, never widen it: an edited or forged plan file cannot make
+// apply remove anything the pipeline itself would not remove now, and the
+// release and remove stages see the whole picture exactly as in a run (the
+// NVML cross-check, the re-inspect just before each removal, the events).
+package planfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+)
+
+// FormatVersion is the version of the plan file format this package writes
+// and reads.
+const FormatVersion = 1
+
+// FileMode is the plan file's permission: it names containers, owners and
+// GPUs, and apply acts on it as root.
+const FileMode = 0o600
+
+// Plan is a saved plan.
+type Plan struct {
+	Format     int               `json:"format"`
+	Pipeline   string            `json:"pipeline"`    // the pipeline block's name
+	File       string            `json:"file"`        // absolute path of the pipeline file
+	FileSHA256 string            `json:"file_sha256"` // of the pipeline file's content
+	Vars       map[string]string `json:"vars"`        // --var values the plan was made with
+	Created    time.Time         `json:"created"`     // wall clock when the plan was written (UTC)
+	Now        time.Time         `json:"now"`         // the instant ages were measured against (--now or the wall clock)
+	Host       string            `json:"host"`
+	Containers []Container       `json:"containers"` // the containers with a remove verdict
+}
+
+// Container is one container the plan decided to remove.
+type Container struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	Fingerprint Fingerprint `json:"fingerprint"`
+	Verdict     string      `json:"verdict"`
+	Reason      string      `json:"reason"`
+	Owner       string      `json:"owner"`
+	Type        string      `json:"type"`
+	// GPUs are the GPUs and MIG slices the plan would release with the container.
+	GPUs []string `json:"gpus_to_release"`
+}
+
+// Fingerprint is what must not have changed for apply to act on a
+// container. Times are RFC 3339 (UTC, nanoseconds); "" means never.
+type Fingerprint struct {
+	State        string `json:"state"`
+	StartedAt    string `json:"started_at"`
+	FinishedAt   string `json:"finished_at"`
+	RestartCount int    `json:"restart_count"`
+	// LabelsSHA256 is the sha256 of the sorted lines "key"="value" (each
+	// key and value quoted as Go's strconv.Quote does, one line per label,
+	// each ending in a newline).
+	LabelsSHA256 string `json:"labels_sha256"`
+}
+
+// FingerprintOf returns the fingerprint of a container's facts.
+func FingerprintOf(c pipeline.Container) Fingerprint {
+	return Fingerprint{
+		State:        string(c.State),
+		StartedAt:    stamp(c.StartedAt),
+		FinishedAt:   stamp(c.FinishedAt),
+		RestartCount: c.RestartCount,
+		LabelsSHA256: LabelsHash(c.Labels),
+	}
+}
+
+// LabelsHash is the sha256 of a label set, independent of map order; nil
+// and empty label sets hash alike.
+func LabelsHash(labels map[string]string) string {
+	lines := make([]string, 0, len(labels))
+	for k, v := range labels {
+		lines = append(lines, strconv.Quote(k)+"="+strconv.Quote(v)+"\n")
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "")))
+	return hex.EncodeToString(sum[:])
+}
+
+// Diff says how a later fingerprint differs from the planned one, or ""
+// when it does not.
+func (f Fingerprint) Diff(now Fingerprint) string {
+	var what []string
+	if f.State != now.State {
+		what = append(what, fmt.Sprintf("state %s -> %s", f.State, now.State))
+	}
+	if f.StartedAt != now.StartedAt {
+		what = append(what, fmt.Sprintf("started again (StartedAt %s -> %s)", never(f.StartedAt), never(now.StartedAt)))
+	}
+	if f.FinishedAt != now.FinishedAt {
+		what = append(what, fmt.Sprintf("finished again (FinishedAt %s -> %s)", never(f.FinishedAt), never(now.FinishedAt)))
+	}
+	if f.RestartCount != now.RestartCount {
+		what = append(what, fmt.Sprintf("restarted (restart count %d -> %d)", f.RestartCount, now.RestartCount))
+	}
+	if f.LabelsSHA256 != now.LabelsSHA256 {
+		what = append(what, "relabelled")
+	}
+	return strings.Join(what, "; ")
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func never(s string) string {
+	if s == "" {
+		return "never"
+	}
+	return s
+}
+
+// Source is what a plan was made from.
+type Source struct {
+	File string            // the pipeline file as given on the command line
+	Text []byte            // its content, exactly as loaded
+	Vars map[string]string // --var values
+}
+
+// Hash returns the sha256 of a pipeline file's content, as plans record it.
+func Hash(text []byte) string {
+	sum := sha256.Sum256(text)
+	return hex.EncodeToString(sum[:])
+}
+
+// New builds the plan of a finished plan-mode run: every record with a
+// remove verdict that a run would act on. created is the wall clock.
+func New(env *pipeline.Env, batch *pipeline.Batch, src Source, created time.Time) (*Plan, error) {
+	abs, err := filepath.Abs(src.File)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline file path: %w", err)
+	}
+	p := &Plan{
+		Format:     FormatVersion,
+		Pipeline:   env.Pipeline,
+		File:       abs,
+		FileSHA256: Hash(src.Text),
+		Vars:       src.Vars,
+		Created:    created.UTC(),
+		Now:        env.Now.UTC(),
+		Host:       env.Host,
+		Containers: []Container{},
+	}
+	if p.Vars == nil {
+		p.Vars = map[string]string{}
+	}
+	for _, rec := range batch.Records {
+		if rec.Verdict.Action != pipeline.ActionRemove || !rec.Candidate() {
+			continue
+		}
+		gpus := append([]string{}, rec.ReleaseGPUs...)
+		p.Containers = append(p.Containers, Container{
+			ID:          rec.Container.ID,
+			Name:        rec.Container.Name,
+			Fingerprint: FingerprintOf(rec.Container),
+			Verdict:     string(rec.Verdict.Action),
+			Reason:      string(rec.Verdict.Reason),
+			Owner:       rec.Owner.Name,
+			Type:        rec.Type,
+			GPUs:        gpus,
+		})
+	}
+	return p, nil
+}
+
+// Write writes the plan to path atomically (a temporary file in the same
+// directory, synced, then renamed over path) with mode 0600, so a reader
+// never sees half a plan and nobody but root reads it.
+func (p *Plan) Write(path string) error {
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	// CreateTemp makes the file 0600 already; Chmod says so explicitly and
+	// is not subject to the umask.
+	if err := tmp.Chmod(FileMode); err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("plan file: %w", err)
+	}
+	done = true
+	return nil
+}
+
+// InvalidError says a plan file cannot be used: it does not parse, is too
+// old, was made elsewhere or by another pipeline, or its pipeline file
+// changed. Apply exits 78 on it and touches nothing.
+type InvalidError struct {
+	Path   string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("plan %s: %s", e.Path, e.Reason) }
+
+func invalid(path, format string, args ...any) error {
+	return &InvalidError{Path: path, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Read reads and checks the syntax of a plan file.
+func Read(path string) (*Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalid(path, "%v", err)
+	}
+	var p Plan
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&p); err != nil {
+		return nil, invalid(path, "not a ds01-pipe plan file: %v", err)
+	}
+	switch {
+	case p.Format != FormatVersion:
+		return nil, invalid(path, "plan format %d; this ds01-pipe reads format %d", p.Format, FormatVersion)
+	case p.Pipeline == "" || p.File == "" || p.FileSHA256 == "" || p.Created.IsZero():
+		return nil, invalid(path, "not a ds01-pipe plan file: pipeline, file, file_sha256 and created are required")
+	}
+	for i, c := range p.Containers {
+		if c.ID == "" {
+			return nil, invalid(path, "container %d has no id", i)
+		}
+	}
+	return &p, nil
+}
+
+// CheckAge refuses a plan older than maxAge at now, or one made in the
+// future (a clock that jumped).
+func (p *Plan) CheckAge(path string, now time.Time, maxAge time.Duration) error {
+	age := now.Sub(p.Created)
+	const skew = time.Minute
+	switch {
+	case age < -skew:
+		return invalid(path, "made at %s, in the future of this host's clock (%s)", p.Created.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case maxAge > 0 && age > maxAge:
+		return invalid(path, "made %s ago, at %s: older than --max-age %s; make a new plan",
+			age.Round(time.Second), p.Created.Format(time.RFC3339), maxAge)
+	}
+	return nil
+}
+
+// CheckSource refuses a plan made on another host, by another pipeline, or
+// from a pipeline file whose content changed since. name is the pipeline
+// name in the file now; sum its content's sha256 now.
+func (p *Plan) CheckSource(path, host, name, sum string) error {
+	switch {
+	case p.Host != "" && host != "" && p.Host != host:
+		return invalid(path, "made on host %q, not on this host (%q): container IDs are per host", p.Host, host)
+	case name != p.Pipeline:
+		return invalid(path, "made by another pipeline: the plan is pipeline %q's, but %s now holds pipeline %q", p.Pipeline, p.File, name)
+	case sum != p.FileSHA256:
+		return invalid(path, "the pipeline file %s changed since the plan was made (sha256 %s, plan has %s); make a new plan",
+			p.File, short(sum), short(p.FileSHA256))
+	}
+	return nil
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}
+
+// IsInvalid reports whether err says a plan file cannot be used.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}

@@ -1,0 +1,5 @@
+pipeline "x" {
+  timeout = "5m"
+  timeout = "1s"
+  stage "discover" {}
+}

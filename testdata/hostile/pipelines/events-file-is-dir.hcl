@@ -1,0 +1,4 @@
+pipeline "x" {
+  stage "discover" {}
+  stage "log" { events_file = "/var/log/ds01/" }
+}

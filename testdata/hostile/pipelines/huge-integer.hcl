@@ -1,0 +1,3 @@
+pipeline "x" {
+  stage "remove" { workers = 99999999999999999999999999999999 }
+}

@@ -1,0 +1,3 @@
+pipeline "x" {
+  stage "discover" { workers = 1e400 }
+}

@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "Inf"
+  stage "discover" {}
+}

@@ -1,0 +1,3 @@
+pipeline "x" {
+  stage "discover" { name_prefix = "caféÿ" }
+}

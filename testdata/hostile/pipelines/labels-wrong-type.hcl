@@ -1,0 +1,3 @@
+pipeline "x" {
+  stage "discover" { labels = "ds01.user=alice" }
+}

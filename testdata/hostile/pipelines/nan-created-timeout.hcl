@@ -1,0 +1,4 @@
+pipeline "x" {
+  stage "discover" {}
+  stage "decide" { created_timeout = "NaNm" }
+}

@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "NaN"
+  stage "discover" {}
+}

@@ -1,0 +1,3 @@
+pipeline "x" {
+  stage "discover" { timeout = "-1s" }
+}

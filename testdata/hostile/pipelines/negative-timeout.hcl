@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "-5m"
+  stage "discover" {}
+}

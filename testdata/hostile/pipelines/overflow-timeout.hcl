@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "9999999999999h"
+  stage "discover" {}
+}

@@ -1,0 +1,7 @@
+pipeline "x" {
+  gpu {
+    backend  = "sim"
+    sim_file = "."
+  }
+  stage "discover" {}
+}

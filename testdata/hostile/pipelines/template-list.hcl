@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "${[1, 2]}"
+  stage "discover" {}
+}

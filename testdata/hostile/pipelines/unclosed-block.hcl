@@ -1,0 +1,2 @@
+pipeline "x" {
+  stage "discover" {}

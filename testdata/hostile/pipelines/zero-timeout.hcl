@@ -1,0 +1,4 @@
+pipeline "x" {
+  timeout = "0s"
+  stage "discover" {}
+}
