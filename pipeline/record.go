@@ -221,6 +221,10 @@ type Record struct {
 
 	Outcome  Outcome  // remove (and later stop)
 	Warnings []string // per-container oddities that did not stop the run
+
+	// Incomplete says why the container's facts could not be read (an
+	// inspect that failed); such a record is never decided or acted on.
+	Incomplete string
 }
 
 // Warn records a per-container warning.
@@ -231,7 +235,7 @@ func (r *Record) Warn(msg string) {
 // Candidate reports whether the record may be acted on at all: it is not
 // exempt, its container is not live, and its facts were read completely.
 func (r *Record) Candidate() bool {
-	return !r.Exempt && !r.Container.State.Live() && r.Outcome.Status != OutcomeFailed
+	return !r.Exempt && !r.Container.State.Live() && r.Incomplete == ""
 }
 
 // GPUUUIDs lists the UUIDs the container holds, without duplicates.

@@ -227,11 +227,8 @@ func Decide(rec *pipeline.Record, now time.Time, p Policy, idleKills map[string]
 		}
 		return pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonExempt, Detail: detail}
 	}
-	if rec.Outcome.Status == pipeline.OutcomeFailed {
-		detail := "container facts are incomplete"
-		if rec.Outcome.Error != "" {
-			detail += ": " + rec.Outcome.Error
-		}
+	if rec.Incomplete != "" {
+		detail := "container facts are incomplete: " + rec.Incomplete
 		return pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: detail}
 	}
 	switch c.State {

@@ -231,6 +231,7 @@ func TestDecideDS01Scenarios(t *testing.T) {
 func TestDecideRules(t *testing.T) {
 	ds01 := load(t, "ds01")
 	failed := func(r *pipeline.Record) {
+		r.Incomplete = "inspect: no such container"
 		r.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: "inspect: no such container"}
 	}
 	tests := []decideCase{
@@ -752,7 +753,8 @@ func genRecord(r *rand.Rand, i int) *pipeline.Record {
 		rec.ExemptReason = "label ds01.protected=true"
 	}
 	if r.IntN(10) == 0 {
-		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: "inspect failed"}
+		rec.Incomplete = "inspect failed"
+		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: rec.Incomplete}
 	}
 	return rec
 }
@@ -800,7 +802,7 @@ func TestNeverRemovesExemptOrLive(t *testing.T) {
 			t.Errorf("record %d: %s container removed: %+v", i, c.State, v)
 		case c.State != pipeline.StateCreated && c.State != pipeline.StateExited:
 			t.Errorf("record %d: %q container removed: %+v", i, c.State, v)
-		case rec.Outcome.Status == pipeline.OutcomeFailed:
+		case rec.Incomplete != "":
 			t.Errorf("record %d: half-read container removed: %+v", i, v)
 		case !v.HasLimit && v.Reason != pipeline.ReasonIdleStopped:
 			t.Errorf("record %d: removal without a limit: %+v", i, v)

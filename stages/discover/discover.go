@@ -116,7 +116,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		case cerrdefs.IsNotFound(err):
 			vanished[index[rec]] = true
 		case err != nil:
-			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: fmt.Sprintf("inspect: %v", err)}
+			rec.Incomplete = fmt.Sprintf("inspect: %v", err)
+			// A failed inspect is a failed action of this run: exit 2.
+			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: rec.Incomplete}
 			rec.Verdict = pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: "could not inspect"}
 		default:
 			fill(rec, res.Container)

@@ -277,6 +277,7 @@ func TestNonCandidatesAreNeverTouched(t *testing.T) {
 
 			recOK, recEx, recLive, recPaused, recBad := target(ok), target(ex), target(live), target(paused), target(bad)
 			recEx.Exempt, recEx.ExemptReason = true, "label ds01.protected=true"
+			recBad.Incomplete = "inspect: boom"
 			recBad.Outcome = outcome(pipeline.OutcomeFailed, "inspect: boom")
 
 			if _, err := process(t, New(), testEnv(f, mode), recOK, recEx, recLive, recPaused, recBad); err != nil {
