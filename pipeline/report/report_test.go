@@ -27,7 +27,7 @@ func testResult() (*pipeline.Env, *pipeline.Result) {
 		{
 			Container: pipeline.Container{ID: strings.Repeat("b", 64), Name: hostile, State: pipeline.StateCreated, Created: now.Add(-time.Minute)},
 			Owner:     pipeline.Owner{Name: hostile, Source: pipeline.OwnerFromUser}, Type: hostile,
-			Verdict:   pipeline.Verdict{Action: pipeline.ActionKeep, Reason: pipeline.ReasonIndefiniteHold, Clock: pipeline.ClockCreated, Age: time.Minute},
+			Verdict: pipeline.Verdict{Action: pipeline.ActionKeep, Reason: pipeline.ReasonIndefiniteHold, Clock: pipeline.ClockCreated, Age: time.Minute},
 		},
 		{
 			Container: pipeline.Container{ID: strings.Repeat("c", 64), Name: "grafana", State: pipeline.StateRunning},
