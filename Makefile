@@ -180,3 +180,29 @@ deb: build man completion
 clean: clean-deploy
 clean-deploy:
 	rm -rf $(BUILDDIR) $(DISTDIR)
+
+# --- fuzz ---------------------------------------------------------------------
+# make fuzz [FUZZTIME=30s]: every fuzz target of the module (the Fuzz*
+# functions of its _test.go files), one after another, FUZZTIME each: go test
+# -fuzz runs one target of one package at a time. A failing input is saved in
+# that package's testdata/fuzz/<target>/ (keep it there once fixed: it becomes
+# part of the seed corpus); the other targets still run and make fails at the
+# end, naming the targets that failed. The fuzzer shrinks each new input it
+# finds before going on (execs stay flat meanwhile); FUZZMINIMIZETIME bounds
+# that, so a short FUZZTIME is spent fuzzing.
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 10s
+
+.PHONY: fuzz
+
+fuzz:
+	@failed=""; \
+	for file in $$(find . -name '*_test.go' -not -path '*/testdata/*' -not -path './.git/*' | sort); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			pkg=$$(dirname "$$file"); \
+			echo "==== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) "$$pkg" || failed="$$failed $$pkg:$$target"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: FAILED:$$failed"; exit 1; fi; \
+	echo "make fuzz: every target ran for $(FUZZTIME) without a failure"

@@ -251,6 +251,9 @@ func Load(path string, src []byte, opts LoadOptions) (*Config, error) {
 	if reg == nil {
 		reg = DefaultRegistry
 	}
+	if d := checkNesting(src, path); d.HasErrors() {
+		return nil, &ConfigError{Diags: d, Files: map[string]*hcl.File{path: {Bytes: src}}}
+	}
 	parser := hclparse.NewParser()
 	file, diags := parser.ParseHCL(src, path)
 	fail := func(d hcl.Diagnostics) error { return &ConfigError{Diags: tidy(d), Files: parser.Files()} }

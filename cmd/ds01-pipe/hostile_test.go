@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ds01/ds01-pipe/internal/dockertest"
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
@@ -230,7 +232,7 @@ func TestHostileSimFilesThroughTheEnvironment(t *testing.T) {
 	copyHostileTree(t, hostileDir, root)
 	plain := writeFile(t, root, "plain.hcl", "pipeline \"plain\" {\n  gpu { backend = \"none\" }\n  stage \"discover\" {}\n}\n")
 	for _, c := range readHostileCases(t) {
-		if !strings.HasPrefix(c.file, "sim/") || strings.HasSuffix(c.file, "-is-directory.json") {
+		if !strings.HasPrefix(c.file, "sim/") {
 			continue
 		}
 		t.Run(filepath.Base(c.file), func(t *testing.T) {
@@ -257,10 +259,29 @@ func TestHostileGeneratedInput(t *testing.T) {
 	}
 	wantRefused78(t, writeFile(t, dir, "10k-attrs.hcl", head+"  stage \"discover\" {\n"+attrs.String()+"  }\n}\n"), "Unsupported argument")
 
-	// Deep nesting in an expression, as deep as the size limit allows.
+	// Deep nesting: the HCL parser recurses per level, and 100,000 levels
+	// overflowed the Go stack (a fatal error, not a panic) before the
+	// loader checked nesting with the lexer first.
 	const depth = 100_000
-	deep := head + "  stage \"discover\" { name_prefix = " + strings.Repeat("[", depth) + "\"x\"" + strings.Repeat("]", depth) + " }\n}\n"
-	wantRefused78(t, writeFile(t, dir, "deep.hcl", deep), "Incorrect attribute value type")
+	stage := func(expr string) string {
+		return head + "  stage \"discover\" { name_prefix = " + expr + " }\n}\n"
+	}
+	for name, expr := range map[string]string{
+		"brackets":     strings.Repeat("[", depth) + `"x"` + strings.Repeat("]", depth),
+		"parentheses":  strings.Repeat("(", depth) + `"x"` + strings.Repeat(")", depth),
+		"templates":    strings.Repeat(`"${`, depth) + `"x"` + strings.Repeat(`}"`, depth),
+		"conditionals": strings.Repeat("true ? \"x\" : ", depth/2) + `"y"`,
+		"unary":        strings.Repeat("!", depth) + "true",
+		"negation":     strings.Repeat("-", depth) + "1",
+		"unclosed":     strings.Repeat("{", depth),
+	} {
+		wantRefused78(t, writeFile(t, dir, "deep-"+name+".hcl", stage(expr)), "Nested too deeply")
+	}
+	var blocks strings.Builder // nested blocks, not expressions
+	for range depth {
+		blocks.WriteString("b {\n")
+	}
+	wantRefused78(t, writeFile(t, dir, "deep-blocks.hcl", head+"  stage \"discover\" {\n"+blocks.String()), "Nested too deeply")
 
 	// Deep nesting in a policy file.
 	pol := filepath.Join(dir, "deep-policy")
@@ -268,9 +289,96 @@ func TestHostileGeneratedInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, pol, "resource-limits.yaml", "defaults: "+strings.Repeat("[", depth)+strings.Repeat("]", depth)+"\n")
-	wantRefused78(t, writeFile(t, pol, "p.hcl", head+"  policy { limits_file = \"resource-limits.yaml\" }\n  stage \"discover\" {}\n}\n"), "resource-limits.yaml")
+	wantRefused78(t, writeFile(t, pol, "p.hcl", head+"  policy { limits_file = \"resource-limits.yaml\" }\n  stage \"discover\" {}\n}\n"), "resource-limits.yaml: invalid YAML: exceeded max depth of 10000")
 
 	// Deep nesting in a simulation file.
 	writeFile(t, dir, "deep.json", `{"devices": `+strings.Repeat("[", depth)+strings.Repeat("]", depth)+"}")
-	wantRefused78(t, writeFile(t, dir, "deep-sim.hcl", "pipeline \"big\" {\n  gpu {\n    backend = \"sim\"\n    sim_file = \"deep.json\"\n  }\n  stage \"discover\" {}\n}\n"), "deep.json")
+	wantRefused78(t, writeFile(t, dir, "deep-sim.hcl", "pipeline \"big\" {\n  gpu {\n    backend = \"sim\"\n    sim_file = \"deep.json\"\n  }\n  stage \"discover\" {}\n}\n"), "deep.json:1:14: devices[0]: want a device, got a list")
+}
+
+// Usable but awkward label values (quotes, backslashes, a semicolon, an
+// OSC escape in an unrelated label, a newline) on a real container: the
+// table stays one row per container with no escape byte, the JSON report
+// and the events line stay valid JSON, and the owner and type come back
+// exactly as written. (Unusable values, which become "unknown", are
+// covered by TestCleanupHostileLabelsAndNames.)
+func TestHostileLabelsSurviveEndToEnd(t *testing.T) {
+	eng := dockertest.New(t)
+	t.Setenv("DOCKER_HOST", eng.Host())
+	t.Setenv(pipeline.SimEnvVar, "")
+	const owner = `o'brien "the" \admin; rm -rf ~`
+	const ctype = `x"y\z`
+	c := eng.Create(t, dockertest.Spec{
+		Name: "awkward",
+		Args: []string{"exit", "3"}, Start: true, Wait: true,
+		Labels: map[string]string{
+			"ds01.user":           owner,
+			"ds01.container_type": ctype,
+			"title":               "\x1b]0;pwned\x07\x1b[2J",
+			"note":                "line one\nline two\r\n",
+		},
+	})
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	file := writeFile(t, dir, "p.hcl", faultPipeline)
+	base := []string{"--now", farFuture, "--var", "prefix=" + eng.Prefix(), "--var", "events_file=" + events}
+
+	code, table, errOut := cli(t, append(append([]string{"plan", "--format", "table"}, base...), file)...)
+	if code != ExitOK {
+		t.Fatalf("plan: exit %d\n%s", code, errOut)
+	}
+	if strings.ContainsAny(table, "\x1b\x07\r") {
+		t.Errorf("the table carries a raw control character:\n%q", table)
+	}
+	rows := 0
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, eng.Prefix()) {
+			rows++
+		}
+	}
+	if rows != 1 {
+		t.Errorf("%d table rows for the container, want 1:\n%s", rows, table)
+	}
+
+	code, out, errOut := cli(t, append(append([]string{"run", "--format", "json", "--allow-clock-override"}, base...), file)...)
+	if code != ExitOK {
+		t.Fatalf("run: exit %d\n%s", code, errOut)
+	}
+	var doc struct {
+		Containers []struct {
+			Name, Owner, Type, Outcome string
+		} `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("the report is not JSON: %v\n%s", err, out)
+	}
+	if len(doc.Containers) != 1 || doc.Containers[0].Owner != owner || doc.Containers[0].Type != ctype || doc.Containers[0].Outcome != "removed" {
+		t.Errorf("report containers %+v, want owner %q, type %q, removed", doc.Containers, owner, ctype)
+	}
+	data, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Type    string            `json:"event_type"`
+			User    string            `json:"user"`
+			Details map[string]string `json:"details"`
+		}
+		if !json.Valid([]byte(line)) {
+			t.Errorf("events line is not JSON: %q", line)
+			continue
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil || ev.Type != "container.remove" {
+			continue
+		}
+		found = true
+		if ev.User != owner || ev.Details["container"] != c.Name || ev.Details["container_type"] != ctype {
+			t.Errorf("container.remove line %s: want user %q, container %s, type %q", line, owner, c.Name, ctype)
+		}
+	}
+	if !found {
+		t.Errorf("no container.remove line in:\n%s", data)
+	}
 }

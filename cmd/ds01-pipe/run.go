@@ -143,14 +143,17 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 		CallTimeout: o.callTimeout,
 		Progress:    io.errIsTerminal(),
 	})
+	var saveErr error
 	if o.out != "" && runErr == nil && res != nil {
-		if err := savePlan(o.out, env, res, planfile.Source{File: o.file, Text: text, Vars: vars}); err != nil {
-			return withCode(ExitFailure, err)
+		if saveErr = savePlan(o.out, env, res, planfile.Source{File: o.file, Text: text, Vars: vars}); saveErr == nil {
+			log.WithField("plan", o.out).Info("plan saved; apply it with: ds01-pipe apply " + o.out)
 		}
-		log.WithField("plan", o.out).Info("plan saved; apply it with: ds01-pipe apply " + o.out)
 	}
 	if err := finishRun(io, log, format, env, res, runErr); err != nil {
 		return err
+	}
+	if saveErr != nil {
+		return withCode(ExitFailure, saveErr) // after the report, which is still worth reading
 	}
 	if o.mode == pipeline.ModePlan && o.detailedExitCode {
 		for _, rec := range res.Batch.Records {

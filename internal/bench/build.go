@@ -19,6 +19,7 @@ import (
 type binaries struct {
 	pipe    string // ds01-pipe
 	floor   string // ./floor
+	maxrss  string // ./maxrss
 	version string // `ds01-pipe version`
 }
 
@@ -35,13 +36,14 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// build compiles ds01-pipe (with ldflags, as `make build` does) and the
-// floor program into dir.
+// build compiles ds01-pipe (with ldflags, as `make build` does), the
+// floor program and maxrss into dir.
 func build(ctx context.Context, root, dir, ldflags string) (binaries, error) {
-	b := binaries{pipe: filepath.Join(dir, "ds01-pipe"), floor: filepath.Join(dir, "floor")}
+	b := binaries{pipe: filepath.Join(dir, "ds01-pipe"), floor: filepath.Join(dir, "floor"), maxrss: filepath.Join(dir, "maxrss")}
 	for _, c := range [][]string{
 		{"go", "build", "-o", b.pipe, "-ldflags", ldflags, "./cmd/ds01-pipe"},
 		{"go", "build", "-o", b.floor, "./internal/bench/floor"},
+		{"go", "build", "-o", b.maxrss, "./internal/bench/maxrss"},
 	} {
 		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
 		cmd.Dir = root

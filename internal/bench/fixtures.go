@@ -278,9 +278,34 @@ func (s setStats) String() string {
 
 // ensure makes set hold exactly want: it keeps the fixtures that already
 // exist with the right name, kind, mix version and state, removes the rest
-// of the set, and creates what is missing on a pool.
+// of the set, and creates what is missing on a pool. A pass that fails (a
+// call that timed out on a busy engine) is followed by another, which
+// reconciles what the failed one left.
 func (fx *fixtures) ensure(ctx context.Context, set string, want []fixture) (setStats, error) {
 	start := time.Now()
+	var total setStats
+	var err error
+	for pass := range ensurePasses {
+		var st setStats
+		st, err = fx.reconcile(ctx, set, want)
+		if pass == 0 {
+			total.reused = st.reused
+		}
+		total.removed += st.removed
+		total.created += st.created
+		total.started += st.started
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		progress("fixtures of set %s: pass %d failed, reconciling again: %v", set, pass+1, oneLine(err))
+	}
+	total.want = len(want)
+	total.took = time.Since(start)
+	return total, err
+}
+
+// reconcile is one pass of ensure.
+func (fx *fixtures) reconcile(ctx context.Context, set string, want []fixture) (setStats, error) {
 	st := setStats{want: len(want)}
 	list, err := fx.list(ctx, set)
 	if err != nil {
@@ -330,9 +355,18 @@ func (fx *fixtures) ensure(ctx context.Context, set string, want []fixture) (set
 	}
 	err = p.Wait()
 	st.created, st.started = int(created.Load()), int(started.Load())
-	st.took = time.Since(start)
 	return st, err
 }
+
+// Deadlines of fixture calls: generous, because a loaded 2-core engine
+// can take tens of seconds to start a container.
+const (
+	fixtureCallTimeout = 3 * time.Minute
+	fixtureWaitTimeout = 5 * time.Minute
+	// ensurePasses bounds how often ensure reconciles a set after a failed
+	// creation (a timeout on a busy engine) before it gives up.
+	ensurePasses = 3
+)
 
 // create creates one fixture and brings it to its state; it reports whether
 // it started the container.
@@ -346,26 +380,31 @@ func (fx *fixtures) create(ctx context.Context, set string, f *fixture) (bool, e
 	if len(f.gpus) > 0 {
 		hc.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: f.gpus, Capabilities: [][]string{{"gpu"}}}}
 	}
-	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
+	callCtx, cancel := context.WithTimeout(ctx, fixtureCallTimeout)
 	res, err := fx.cli.ContainerCreate(callCtx, client.ContainerCreateOptions{
 		Name:       f.name,
 		Config:     &container.Config{Image: fx.image, Cmd: f.args, Env: f.env, Labels: labels},
 		HostConfig: hc,
 	})
+	cancel()
 	if err != nil {
 		return false, fmt.Errorf("create %s: %w", f.name, err)
 	}
 	if f.kind.state() == "created" {
 		return false, nil
 	}
-	if _, err := fx.cli.ContainerStart(callCtx, res.ID, client.ContainerStartOptions{}); err != nil {
+	callCtx, cancel = context.WithTimeout(ctx, fixtureCallTimeout)
+	_, err = fx.cli.ContainerStart(callCtx, res.ID, client.ContainerStartOptions{})
+	cancel()
+	if err != nil {
 		return false, fmt.Errorf("start %s: %w", f.name, err)
 	}
 	if f.kind == kindRunning {
 		return true, nil
 	}
-	w := fx.cli.ContainerWait(callCtx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	waitCtx, cancel := context.WithTimeout(ctx, fixtureWaitTimeout)
+	defer cancel()
+	w := fx.cli.ContainerWait(waitCtx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
 	case <-w.Result:
 		return true, nil
@@ -376,7 +415,7 @@ func (fx *fixtures) create(ctx context.Context, set string, f *fixture) (bool, e
 
 // list returns the containers of a set, running or not.
 func (fx *fixtures) list(ctx context.Context, set string) ([]container.Summary, error) {
-	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	callCtx, cancel := context.WithTimeout(ctx, fixtureCallTimeout)
 	defer cancel()
 	res, err := fx.cli.ContainerList(callCtx, client.ContainerListOptions{
 		All:     true,
@@ -420,7 +459,7 @@ func (fx *fixtures) removeIDs(ctx context.Context, ids []string) error {
 	p := pool.New().WithMaxGoroutines(8)
 	for _, id := range ids {
 		p.Go(func() {
-			callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+			callCtx, cancel := context.WithTimeout(ctx, fixtureCallTimeout)
 			defer cancel()
 			_, err := fx.cli.ContainerRemove(callCtx, id, client.ContainerRemoveOptions{Force: true})
 			if err != nil && !cerrdefs.IsNotFound(err) {

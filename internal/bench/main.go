@@ -204,7 +204,7 @@ func bench(ctx context.Context, o *options, args []string) error {
 	}
 	defer os.RemoveAll(work)
 
-	progress("building ds01-pipe and the floor program")
+	progress("building ds01-pipe, the floor program and maxrss")
 	bins, err := build(ctx, root, work, o.ldflags)
 	if err != nil {
 		return err
@@ -252,7 +252,10 @@ func bench(ctx context.Context, o *options, args []string) error {
 		return err
 	}
 	rep.files = files
-	r := &runner{pipe: bins.pipe, floor: bins.floor, now: o.now, work: work}
+	r := &runner{maxrss: bins.maxrss, pipe: bins.pipe, floor: bins.floor, now: o.now, work: work}
+	if s, _, _, err := r.timed(ctx, "/bin/true"); err == nil {
+		rep.rssFloorKiB = s.rssKiB
+	}
 
 	rep.plan, err = measurePlan(ctx, r, o, files, sizes)
 	if err != nil {

@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -101,28 +101,30 @@ type pipeSummary struct {
 
 // runner runs the built programs.
 type runner struct {
+	maxrss      string // ./maxrss, which runs every timed program
 	pipe, floor string
 	now         string
 	work        string
 }
 
-// timed runs a program, timing it from start to exit.
-func timed(ctx context.Context, name string, args ...string) (sample, []byte, []byte, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	s := sample{wall: time.Since(start)}
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.rssKiB = ru.Maxrss
-		}
+// timed runs a program through the maxrss program, which times it from
+// start to exit and reads its peak RSS (see ./maxrss for why).
+func (r *runner) timed(ctx context.Context, name string, args ...string) (sample, []byte, []byte, error) {
+	res, err := os.CreateTemp(r.work, "exec-*.result")
+	if err != nil {
+		return sample{}, nil, nil, err
 	}
+	res.Close()
+	defer os.Remove(res.Name())
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, r.maxrss, append([]string{res.Name(), name}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	s, rerr := readMaxRSSResult(res.Name())
 	if err != nil {
 		return s, stdout.Bytes(), stderr.Bytes(), fmt.Errorf("%s %q: %w\n%s", name, args, err, tail(stderr.Bytes(), 2000))
 	}
-	return s, stdout.Bytes(), stderr.Bytes(), nil
+	return s, stdout.Bytes(), stderr.Bytes(), rerr
 }
 
 // pipeArgs are the arguments of a ds01-pipe run of file. Debug logging in
@@ -138,7 +140,7 @@ func (r *runner) pipeArgs(mode, file string) []string {
 
 // pipeRun runs ds01-pipe and returns its report's summary and API counts.
 func (r *runner) pipeRun(ctx context.Context, mode, file string) (sample, pipeSummary, apiCalls, error) {
-	s, out, errOut, err := timed(ctx, r.pipe, r.pipeArgs(mode, file)...)
+	s, out, errOut, err := r.timed(ctx, r.pipe, r.pipeArgs(mode, file)...)
 	var sum pipeSummary
 	if err != nil {
 		return s, sum, apiCalls{}, err
@@ -180,7 +182,7 @@ func parseAPICalls(stderr []byte) apiCalls {
 
 // floorRun runs the floor program and checks it inspected want containers.
 func (r *runner) floorRun(ctx context.Context, prefix string, workers, want int) (sample, error) {
-	s, out, _, err := timed(ctx, r.floor, "-name-prefix", prefix, "-workers", strconv.Itoa(workers))
+	s, out, _, err := r.timed(ctx, r.floor, "-name-prefix", prefix, "-workers", strconv.Itoa(workers))
 	if err != nil {
 		return s, err
 	}
@@ -339,7 +341,7 @@ func measureRemoval(ctx context.Context, r *runner, o *options, fx *fixtures, in
 		}
 		steps := []func() error{
 			func() error { return p.runOnce(ctx, r, fx, in.runFile[p.workers], o.removalSize) },
-			func() error { return p.pruneOnce(ctx, fx, o.removalSize) },
+			func() error { return p.pruneOnce(ctx, r, fx, o.removalSize) },
 		}
 		if rep%2 == 1 {
 			steps[0], steps[1] = steps[1], steps[0]
@@ -395,8 +397,8 @@ func (p *removalPoint) runOnce(ctx context.Context, r *runner, fx *fixtures, fil
 	return nil
 }
 
-func (p *removalPoint) pruneOnce(ctx context.Context, fx *fixtures, n int) error {
-	s, _, _, err := timed(ctx, "docker", pruneArgs()...)
+func (p *removalPoint) pruneOnce(ctx context.Context, r *runner, fx *fixtures, n int) error {
+	s, _, _, err := r.timed(ctx, "docker", pruneArgs()...)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type report struct {
 	release      bool
 	planFixtures setStats
 	files        *inputs
+	rssFloorKiB  int64 // peak RSS maxrss reports for /bin/true
 
 	plan            []*planPoint
 	planSweep       []*planPoint
@@ -168,6 +169,8 @@ func (r *report) planTable(p func(string, ...any)) {
 	}
 	p("")
 	p("The floor is `internal/bench/floor`: one ContainerList (All, the same anchored name filter) and an inspect of every container on the same number of workers, decoding each answer; nothing else. Both are whole processes timed from start to exit.")
+	p("")
+	p("Peak RSS is the child's ru_maxrss, read by the small `internal/bench/maxrss` program that starts it: a child started straight from this driver would report the driver's own RSS (see maxrss's doc comment). For /bin/true it reports %.1f MiB, the least it can show.", float64(r.rssFloorKiB)/1024)
 	p("")
 }
 

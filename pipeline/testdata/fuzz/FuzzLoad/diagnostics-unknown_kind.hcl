@@ -1,0 +1,2 @@
+go test fuzz v1
+[]byte("pipeline \"p\" {\n  stage \"discovr\" {} # ERROR: Unknown stage kind\n}\n")
