@@ -72,9 +72,13 @@ func TestMix(t *testing.T) {
 	if len(owners) != 5 || exempt == 0 {
 		t.Errorf("owner rules %v, %d exempt", owners, exempt)
 	}
-	for _, f := range removalFixtures(setRemovalA, 500) {
+	run, prune := removalSets("0a1b2c3d")
+	if run == prune || !strings.HasPrefix(run, removalSetPrefix) || !strings.HasPrefix(prune, removalSetPrefix) {
+		t.Fatalf("removal sets %q, %q", run, prune)
+	}
+	for _, f := range removalFixtures(run, 500) {
 		if f.kind.state() != "exited" || f.labels["ds01.protected"] != "" || f.labels["ds01.user"] == "keeper" ||
-			!strings.HasPrefix(f.name, removalPrefix(setRemovalA)) {
+			!strings.HasPrefix(f.name, removalPrefix(run)) || strings.HasPrefix(f.name, planBase) {
 			t.Fatalf("removal fixture %+v", f)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/client"
 )
@@ -130,6 +131,10 @@ func describeMachine(ctx context.Context, cli *client.Client) machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = strings.TrimSpace(string(b))
 	}
+	// A wedged engine can block /info (it locks every container): the
+	// description is not worth waiting for.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if v, err := cli.ServerVersion(ctx, client.ServerVersionOptions{}); err == nil {
 		m.dockerVersion, m.dockerAPI = v.Version, v.APIVersion
 	}
@@ -137,6 +142,8 @@ func describeMachine(ctx context.Context, cli *client.Client) machine {
 		m.storage = info.Info.Driver
 		m.cgroup = info.Info.CgroupDriver + " cgroup v" + info.Info.CgroupVersion
 		m.containers = info.Info.Containers
+	} else {
+		m.storage, m.cgroup, m.containers = "unknown", "/info did not answer", -1
 	}
 	return m
 }

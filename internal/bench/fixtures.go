@@ -20,7 +20,7 @@ import (
 // name starting with namePrefix is ever listed for removal.
 const (
 	labelBench = "ds01-pipe.bench"      // "1" on every fixture
-	labelSet   = "ds01-pipe.bench.set"  // which set: setPlan, setRemovalA, setRemovalB
+	labelSet   = "ds01-pipe.bench.set"  // which set: setPlan, or a removal set (removalSets)
 	labelKind  = "ds01-pipe.bench.kind" // the fixture's kind, checked on reuse
 	labelMix   = "ds01-pipe.bench.mix"  // mixVersion, checked on reuse
 	mixVersion = "1"                    // bump when the mix below changes
@@ -28,10 +28,18 @@ const (
 	namePrefix = "ds01bench-"
 	planBase   = namePrefix + "plan-"
 
-	setPlan     = "plan"
-	setRemovalA = "rm-a" // removed by ds01-pipe run
-	setRemovalB = "rm-b" // removed by docker container prune
+	setPlan = "plan"
+	// removalSetPrefix starts the name of every removal set.
+	removalSetPrefix = "rm-"
 )
+
+// removalSets names the two removal sets of one benchmark run: the one
+// ds01-pipe run removes and the one docker container prune removes. Each
+// run has its own, so that a container a wedged engine cannot remove does
+// not block the next run.
+func removalSets(runID string) (run, prune string) {
+	return removalSetPrefix + "run-" + runID, removalSetPrefix + "prune-" + runID
+}
 
 // removalPrefix is the name prefix of a removal set.
 func removalPrefix(set string) string {
@@ -332,37 +340,52 @@ func (fx *fixtures) reconcile(ctx context.Context, set string, want []fixture) (
 	}
 	st.removed = len(stale)
 
+	// After a failure no new creation starts, but those under way finish:
+	// a start cancelled half-way can leave Engine 20.10 with a container
+	// it neither runs nor releases (see RESULTS.md).
 	var created, started atomic.Int64
-	p := pool.New().WithContext(ctx).WithMaxGoroutines(fx.workers).WithCancelOnError().WithFirstError()
+	var mu sync.Mutex
+	var first error
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return first != nil }
+	p := pool.New().WithMaxGoroutines(fx.workers)
 	for i := range want {
 		if have[want[i].name] {
 			continue
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || failed() {
 			break
 		}
 		f := &want[i]
-		p.Go(func(ctx context.Context) error {
+		p.Go(func() {
 			s, err := fx.create(ctx, set, f)
-			if err == nil {
-				created.Add(1)
-				if s {
-					started.Add(1)
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
 				}
+				mu.Unlock()
+				return
 			}
-			return err
+			created.Add(1)
+			if s {
+				started.Add(1)
+			}
 		})
 	}
-	err = p.Wait()
+	p.Wait()
 	st.created, st.started = int(created.Load()), int(started.Load())
-	return st, err
+	if first == nil {
+		first = ctx.Err()
+	}
+	return st, first
 }
 
 // Deadlines of fixture calls: generous, because a loaded 2-core engine
 // can take tens of seconds to start a container.
 const (
-	fixtureCallTimeout = 3 * time.Minute
-	fixtureWaitTimeout = 5 * time.Minute
+	fixtureCallTimeout  = 3 * time.Minute
+	fixtureStartTimeout = 10 * time.Minute
+	fixtureWaitTimeout  = 5 * time.Minute
 	// ensurePasses bounds how often ensure reconciles a set after a failed
 	// creation (a timeout on a busy engine) before it gives up.
 	ensurePasses = 3
@@ -393,7 +416,8 @@ func (fx *fixtures) create(ctx context.Context, set string, f *fixture) (bool, e
 	if f.kind.state() == "created" {
 		return false, nil
 	}
-	callCtx, cancel = context.WithTimeout(ctx, fixtureCallTimeout)
+	// Not cancelled with ctx (see reconcile); bounded all the same.
+	callCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), fixtureStartTimeout)
 	_, err = fx.cli.ContainerStart(callCtx, res.ID, client.ContainerStartOptions{})
 	cancel()
 	if err != nil {
@@ -432,6 +456,35 @@ func (fx *fixtures) list(ctx context.Context, set string) ([]container.Summary, 
 		}
 	}
 	return out, nil
+}
+
+// removeOldRemovalSets removes what earlier runs left of their removal
+// sets, as far as the engine lets it within a minute: a container that a
+// wedged engine cannot remove is reported and left.
+func (fx *fixtures) removeOldRemovalSets(ctx context.Context) {
+	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := fx.cli.ContainerList(callCtx, client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", labelBench+"=1"),
+	})
+	if err != nil {
+		progress("listing old removal sets: %v", err)
+		return
+	}
+	var ids []string
+	for _, c := range res.Items {
+		if c.Labels[labelBench] == "1" && strings.HasPrefix(c.Labels[labelSet], removalSetPrefix) && strings.HasPrefix(containerName(c), namePrefix) {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := fx.removeIDs(callCtx, ids); err != nil {
+		progress("removing %d containers left by earlier runs: %v", len(ids), err)
+	} else {
+		progress("removed %d containers left by earlier runs", len(ids))
+	}
 }
 
 // count returns how many containers of a set exist.

@@ -25,7 +25,9 @@ type inputs struct {
 	planFile map[int]string
 	// planSweepFile maps discover workers to a plan file at -sweep-size.
 	planSweepFile map[int]string
-	// runFile maps remove workers to a removal pipeline of set rm-a.
+	// rmRun and rmPrune are this run's removal sets (removalSets).
+	rmRun, rmPrune string
+	// runFile maps remove workers to a removal pipeline of set rmRun.
 	runFile map[int]string
 }
 
@@ -41,7 +43,7 @@ type pipelineSpec struct {
 
 // writeInputs copies the policy, writes the GPU simulation and every
 // pipeline file the measurements use.
-func writeInputs(ctx context.Context, work string, o *options, fx *fixtures, release bool, sizes []int) (*inputs, error) {
+func writeInputs(ctx context.Context, work, runID string, o *options, fx *fixtures, release bool, sizes []int) (*inputs, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return nil, err
@@ -53,6 +55,7 @@ func writeInputs(ctx context.Context, work string, o *options, fx *fixtures, rel
 		planSweepFile: map[int]string{},
 		runFile:       map[int]string{},
 	}
+	in.rmRun, in.rmPrune = removalSets(runID)
 	if err := os.CopyFS(in.policy, os.DirFS(filepath.Join(root, policySource))); err != nil {
 		return nil, fmt.Errorf("copy the policy: %w", err)
 	}
@@ -93,7 +96,7 @@ func writeInputs(ctx context.Context, work string, o *options, fx *fixtures, rel
 			continue
 		}
 		if in.runFile[w], err = write(fmt.Sprintf("run-w%d.hcl", w), pipelineSpec{
-			name: "bench-remove", prefix: removalPrefix(setRemovalA), labels: map[string]string{labelSet: setRemovalA},
+			name: "bench-remove", prefix: removalPrefix(in.rmRun), labels: map[string]string{labelSet: in.rmRun},
 			discoverWorkers: o.workers, removeWorkers: w, release: release,
 		}); err != nil {
 			return nil, err

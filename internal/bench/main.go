@@ -23,6 +23,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -221,11 +223,14 @@ func bench(ctx context.Context, o *options, args []string) error {
 		return err
 	}
 	fx := &fixtures{cli: cli, image: image, workers: o.createWorkers}
+	fx.removeOldRemovalSets(ctx)
+	runID := randomHex(4)
+	rmRun, rmPrune := removalSets(runID)
 	defer func() {
 		// The context may be cancelled (Ctrl-C): clean up regardless.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 		defer cancel()
-		sets := []string{setRemovalA, setRemovalB}
+		sets := []string{rmRun, rmPrune}
 		if !o.keep {
 			sets = append(sets, setPlan)
 		}
@@ -247,7 +252,7 @@ func bench(ctx context.Context, o *options, args []string) error {
 	rep.planFixtures = st
 	progress("plan fixtures ready: %s", st)
 
-	files, err := writeInputs(ctx, work, o, fx, rep.release, sizes)
+	files, err := writeInputs(ctx, work, runID, o, fx, rep.release, sizes)
 	if err != nil {
 		return err
 	}
@@ -294,6 +299,13 @@ func bench(ctx context.Context, o *options, args []string) error {
 		progress("report written to %s", abs)
 	}
 	return ctx.Err()
+}
+
+// randomHex returns 2n random hex digits.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails: it crashes the program instead
+	return hex.EncodeToString(b)
 }
 
 // progress prints a timestamped line on stderr; the report goes to stdout.

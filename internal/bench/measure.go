@@ -332,7 +332,7 @@ type removalPoint struct {
 func measureRemoval(ctx context.Context, r *runner, o *options, fx *fixtures, in *inputs) (*removalPoint, error) {
 	p := &removalPoint{workers: o.removeWorkers}
 	for rep := range o.repeat {
-		for _, set := range []string{setRemovalA, setRemovalB} {
+		for _, set := range []string{in.rmRun, in.rmPrune} {
 			st, err := fx.ensure(ctx, set, removalFixtures(set, o.removalSize))
 			if err != nil {
 				return p, err
@@ -340,8 +340,8 @@ func measureRemoval(ctx context.Context, r *runner, o *options, fx *fixtures, in
 			p.createSets = append(p.createSets, st)
 		}
 		steps := []func() error{
-			func() error { return p.runOnce(ctx, r, fx, in.runFile[p.workers], o.removalSize) },
-			func() error { return p.pruneOnce(ctx, r, fx, o.removalSize) },
+			func() error { return p.runOnce(ctx, r, fx, in.rmRun, in.runFile[p.workers], o.removalSize) },
+			func() error { return p.pruneOnce(ctx, r, fx, in.rmPrune, o.removalSize) },
 		}
 		if rep%2 == 1 {
 			steps[0], steps[1] = steps[1], steps[0]
@@ -365,12 +365,12 @@ func measureRemovalSweep(ctx context.Context, r *runner, o *options, fx *fixture
 	}
 	for rep := range o.sweepRepeat {
 		for _, p := range points {
-			st, err := fx.ensure(ctx, setRemovalA, removalFixtures(setRemovalA, o.removalSize))
+			st, err := fx.ensure(ctx, in.rmRun, removalFixtures(in.rmRun, o.removalSize))
 			if err != nil {
 				return points, err
 			}
 			p.createSets = append(p.createSets, st)
-			if err := p.runOnce(ctx, r, fx, in.runFile[p.workers], o.removalSize); err != nil {
+			if err := p.runOnce(ctx, r, fx, in.rmRun, in.runFile[p.workers], o.removalSize); err != nil {
 				return points, err
 			}
 		}
@@ -379,7 +379,7 @@ func measureRemovalSweep(ctx context.Context, r *runner, o *options, fx *fixture
 	return points, nil
 }
 
-func (p *removalPoint) runOnce(ctx context.Context, r *runner, fx *fixtures, file string, n int) error {
+func (p *removalPoint) runOnce(ctx context.Context, r *runner, fx *fixtures, set, file string, n int) error {
 	s, sum, calls, err := r.pipeRun(ctx, "run", file)
 	if err != nil {
 		return err
@@ -388,8 +388,8 @@ func (p *removalPoint) runOnce(ctx context.Context, r *runner, fx *fixtures, fil
 		return fmt.Errorf("ds01-pipe run removed %d of %d containers (%d failed; verdicts %v)",
 			sum.Summary.Removed, n, sum.Summary.Failed, sum.Summary.Verdicts)
 	}
-	if left, err := fx.count(ctx, setRemovalA); err != nil || left != 0 {
-		return errors.Join(fmt.Errorf("after ds01-pipe run, %d containers of set %s are left", left, setRemovalA), err)
+	if left, err := fx.count(ctx, set); err != nil || left != 0 {
+		return errors.Join(fmt.Errorf("after ds01-pipe run, %d containers of set %s are left", left, set), err)
 	}
 	p.run = append(p.run, s)
 	p.calls = append(p.calls, calls)
@@ -397,20 +397,20 @@ func (p *removalPoint) runOnce(ctx context.Context, r *runner, fx *fixtures, fil
 	return nil
 }
 
-func (p *removalPoint) pruneOnce(ctx context.Context, r *runner, fx *fixtures, n int) error {
-	s, _, _, err := r.timed(ctx, "docker", pruneArgs()...)
+func (p *removalPoint) pruneOnce(ctx context.Context, r *runner, fx *fixtures, set string, n int) error {
+	s, _, _, err := r.timed(ctx, "docker", pruneArgs(set)...)
 	if err != nil {
 		return err
 	}
-	if left, err := fx.count(ctx, setRemovalB); err != nil || left != 0 {
-		return errors.Join(fmt.Errorf("after docker container prune, %d of %d containers of set %s are left", left, n, setRemovalB), err)
+	if left, err := fx.count(ctx, set); err != nil || left != 0 {
+		return errors.Join(fmt.Errorf("after docker container prune, %d of %d containers of set %s are left", left, n, set), err)
 	}
 	p.prune = append(p.prune, s)
 	return nil
 }
 
-func pruneArgs() []string {
-	return []string{"container", "prune", "-f", "--filter", "label=" + labelSet + "=" + setRemovalB}
+func pruneArgs(set string) []string {
+	return []string{"container", "prune", "-f", "--filter", "label=" + labelSet + "=" + set}
 }
 
 // tail returns at most the last n bytes of b.

@@ -366,7 +366,7 @@ func (r *report) commands(p func(string, ...any)) {
 	}
 	if r.opts.removalSize > 0 {
 		p("ds01-pipe %s", strings.Join(pr.pipeArgs("run", filepath.Base(r.files.runFile[r.opts.removeWorkers])), " "))
-		p("docker %s", strings.Join(pruneArgs(), " "))
+		p("docker %s", strings.Join(pruneArgs(r.files.rmPrune), " "))
 	}
 	p("```")
 	p("")

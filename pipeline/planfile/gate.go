@@ -62,7 +62,9 @@ func (g *Gate) Apply(b *pipeline.Batch) {
 		planned, ok := g.byID[id]
 		if ok && !g.checked[id] {
 			g.checked[id] = true
-			if rec.Outcome.Status != pipeline.OutcomeFailed {
+			// A record whose facts could not be read is never acted on;
+			// comparing its partial facts would only report a false change.
+			if rec.Incomplete == "" && rec.Outcome.Status != pipeline.OutcomeFailed {
 				if what := changedSince(planned, rec.Container); what != "" {
 					g.changed[id] = what
 					rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: "since the plan: " + what}
