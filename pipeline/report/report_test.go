@@ -14,7 +14,7 @@ import (
 func testResult() (*pipeline.Env, *pipeline.Result) {
 	now := time.Date(2026, 2, 16, 16, 0, 0, 0, time.UTC)
 	env := &pipeline.Env{Pipeline: "cleanup", Mode: pipeline.ModePlan, Now: now}
-	hostile := "evil\n\x1b[31mred\x1b[0m\"quoted\"\xff" + strings.Repeat("x", 300)
+	hostile := "evil\n\x1b[31mred\x1b[0m\"quoted\"\xff\u202e\u2028" + strings.Repeat("x", 300)
 	recs := []*pipeline.Record{
 		{
 			Container: pipeline.Container{ID: strings.Repeat("a", 64), Name: "thesis._.1001", State: pipeline.StateExited,
@@ -94,7 +94,7 @@ func TestTableIsSafeAndNarrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if strings.ContainsAny(out, "\x1b\xff") {
+	if strings.ContainsAny(out, "\x1b\xff\u202e\u2028") {
 		t.Errorf("raw control bytes reached the table:\n%q", out)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")

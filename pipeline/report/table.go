@@ -167,7 +167,9 @@ func cell(s string, width int) string {
 		if r == utf8.RuneError && size <= 1 {
 			r = '?'
 		}
-		if unicode.IsControl(r) || r == '\t' {
+		// Control and format characters (ESC, line separators, right-to-left
+		// overrides, zero-width marks) could make a row read differently.
+		if !unicode.IsGraphic(r) || unicode.Is(unicode.Cf, r) {
 			r = '?'
 		}
 		if n == width-1 && i < len(s) {

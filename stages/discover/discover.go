@@ -117,6 +117,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			vanished[index[rec]] = true
 		case err != nil:
 			rec.Incomplete = fmt.Sprintf("inspect: %v", err)
+			if env.Log != nil {
+				env.Log.WithField("container", rec.Container.ID).WithError(err).Warn("inspect failed; container not judged")
+			}
 			// A failed inspect is a failed action of this run: exit 2.
 			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: rec.Incomplete}
 			rec.Verdict = pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: "could not inspect"}
