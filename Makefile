@@ -11,7 +11,7 @@ BIN         := bin/ds01-pipe
 # the NVIDIA driver (DESIGN.md section 4).
 LDFLAGS := -X main.version=$(VERSION) -extldflags=-Wl,-z,lazy
 
-.PHONY: all build test vet lint fmt-check staticcheck clean
+.PHONY: setup all build test vet lint fmt-check staticcheck clean
 
 all: build
 
@@ -122,6 +122,12 @@ units:
 	for u in $(UNITS); do \
 		sed 's|$(UNIT_BIN)|$(BINDIR)/ds01-pipe|g' "deploy/systemd/$$u" >"$(BUILDDIR)/systemd/$$u" || exit 1; \
 	done
+
+# setup: what the README's first line needs on a fresh machine: a Docker
+# engine that answers, then the installed tool.
+setup:
+	deploy/ensure-docker.sh
+	$(MAKE) install
 
 install: build man completion units
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \

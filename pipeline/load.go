@@ -97,11 +97,11 @@ func (e *ConfigError) Error() string {
 }
 
 // Rendering one diagnostic with its source lines costs time that grows with
-// the file, so a file with thousands of errors (10,000 unknown attributes
-// took over 10 minutes) gets the first few in full, then one line each,
-// then a count.
+// the file (HCL scans it from the start for each one), so a file with
+// thousands of errors (10,000 unknown attributes took over 10 minutes) gets
+// the first few in full, then one line each, then a count.
 const (
-	maxDetailedDiags = 10
+	maxDetailedDiags = 5
 	maxListedDiags   = 100
 )
 

@@ -270,6 +270,8 @@ func TestFaultsDockerAPI(t *testing.T) {
 			"a hung re-inspect stops that removal"},
 		{faultproxy.Inspect, faultproxy.Fail500, containers, ExitPartial, []string{"re-inspect", faultproxy.FaultMessage}, "none",
 			"a failed re-inspect stops that removal"},
+		{faultproxy.Inspect, faultproxy.Drop, containers, ExitPartial, []string{"re-inspect", "3 action(s) failed"}, "none",
+			"a cut re-inspect stops that removal"},
 		{faultproxy.Inspect, faultproxy.Malformed, containers, ExitPartial, []string{"re-inspect", "3 action(s) failed"}, "none",
 			"a garbled re-inspect stops that removal"},
 
