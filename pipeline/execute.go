@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -220,8 +221,10 @@ func lock(path, pipelineName string) (func(), error) {
 		return nil, &LockedError{Path: path, Holder: strings.TrimSpace(string(holder))}
 	}
 	info := fmt.Sprintf("pid %d, started %s, pipeline %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName)
-	// Same inode, so the lock stays; the text is only for the next run's message.
-	if err := os.WriteFile(path, []byte(info), 0o644); err != nil {
+	// Same inode, so the lock stays; the text is only for the next run's
+	// message. O_NOFOLLOW: root must never truncate a file that a symbolic
+	// link planted at the lock's path points to.
+	if err := writeHolder(path, info); err != nil {
 		_ = fl.Unlock()
 		return nil, fmt.Errorf("writing lock holder to %s: %w", path, err)
 	}
@@ -246,4 +249,16 @@ func timedOutStage(stages []StageInstance, res *Result) string {
 		return ""
 	}
 	return ""
+}
+
+func writeHolder(path, info string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(info); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -134,3 +134,26 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("want a config error naming the file, got %v", err)
 	}
 }
+
+func TestLockRefusesPlantedSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(dir, "cleanup.lock")
+	if err := os.Symlink(victim, lockPath); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &pipeline.Config{Name: "p", Timeout: time.Minute, LockFile: lockPath, GPU: pipeline.GPUConfig{Backend: "none"}}
+	_, _, err := pipeline.Execute(t.Context(), cfg, pipeline.ExecOptions{Mode: pipeline.ModeRun, Docker: noDocker{}})
+	if err == nil || !strings.Contains(err.Error(), "lock holder") {
+		t.Fatalf("want a lock error, got %v", err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "precious\n" {
+		t.Errorf("the symlink's target was overwritten: %q", got)
+	}
+}
+
+// noDocker is never called: the lock is taken before Docker is contacted.
+type noDocker struct{ pipeline.Docker }
