@@ -426,10 +426,11 @@ func TestGPUAuditTable(t *testing.T) {
 		return ""
 	}
 	for uuid, parts := range map[string][]string{
-		gpuSim0:    {"unrecorded", fmt.Sprintf("%d(%s)", probePID, probe.ID[:12])},
-		gpuSim1:    {"orphaned", fmt.Sprintf("%d(host)", orphan)},
+		// Holders are shown as owner/name (cut to the column's width).
+		gpuSim0:    {"unrecorded", fmt.Sprintf("%d(", probePID)},
+		gpuSim1:    {"orphaned", fmt.Sprintf("%d(no container)", orphan)},
 		gpuSimM:    {"free"},
-		gpuSimMIG0: {"mig 0", "in_use", held.ID[:12]},
+		gpuSimMIG0: {"mig 0", "in_use", "carol/" + held.Name[:8]},
 		gpuSimMIG1: {"mig 1", "free"},
 	} {
 		l := lineOf(uuid)
