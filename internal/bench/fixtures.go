@@ -302,10 +302,16 @@ func (fx *fixtures) ensure(ctx context.Context, set string, want []fixture) (set
 		total.removed += st.removed
 		total.created += st.created
 		total.started += st.started
-		if err == nil || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil || pass == ensurePasses-1 {
 			break
 		}
-		progress("fixtures of set %s: pass %d failed, reconciling again: %v", set, pass+1, oneLine(err))
+		// Give a struggling engine time (a containerd restart takes seconds).
+		wait := time.Duration(pass+1) * 20 * time.Second
+		progress("fixtures of set %s: pass %d failed, reconciling again in %s: %v", set, pass+1, wait, oneLine(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
 	total.want = len(want)
 	total.took = time.Since(start)
