@@ -66,7 +66,7 @@ bench-smoke:
 gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# --- man, completion, install, uninstall, deb (deploy/README-sections.md) ---
+# --- man, completion, install, uninstall, deb (README: Install) ---
 # make install [PREFIX=/usr/local] [DESTDIR=/staging]: the binary, the
 # systemd units (in $(PREFIX)/lib/systemd/system, on systemd's unit path,
 # leaving /etc/systemd/system to the admin's own units and drop-ins), man
