@@ -110,7 +110,14 @@ const (
 	ActionRemove Action = "remove"
 	ActionKeep   Action = "keep"
 	ActionSkip   Action = "skip"
+	// ActionStop stops a running container (the lifecycle pipeline: idle
+	// timeout, max runtime; DESIGN.md section 10).
+	ActionStop Action = "stop"
 )
+
+// Acts reports whether the action changes a container (remove or stop).
+// The engine's invariants apply to every acting verdict.
+func (a Action) Acts() bool { return a == ActionRemove || a == ActionStop }
 
 // Reason explains a verdict. The values are part of the JSON contract.
 type Reason string
@@ -127,6 +134,16 @@ const (
 	ReasonNoFinishTime        Reason = "no_finish_time"
 	ReasonGPUBusy             Reason = "gpu_busy"
 	ReasonNotDecided          Reason = "not_decided"
+
+	// Lifecycle reasons (DESIGN.md section 10).
+	ReasonIdleTimeout     Reason = "idle_timeout"
+	ReasonRuntimeExceeded Reason = "runtime_exceeded"
+	ReasonIdleWarning     Reason = "idle_warning"
+	ReasonRuntimeWarning  Reason = "runtime_warning"
+	ReasonActive          Reason = "active"
+	ReasonNoGPU           Reason = "no_gpu"
+	ReasonInGracePeriod   Reason = "in_grace_period"
+	ReasonIdleStreak      Reason = "idle_streak"
 )
 
 // Clock names the timestamp an age was measured from.
@@ -189,6 +206,7 @@ const (
 	OutcomeChanged OutcomeStatus = "changed"
 	OutcomeFailed  OutcomeStatus = "failed"
 	OutcomeKept    OutcomeStatus = "kept" // the engine refused an action (exempt, live, GPU still busy)
+	OutcomeStopped OutcomeStatus = "stopped" // the lifecycle stop stage confirmed the stop
 )
 
 // Outcome records the result of an action.
