@@ -205,7 +205,7 @@ const (
 	OutcomeGone    OutcomeStatus = "gone"
 	OutcomeChanged OutcomeStatus = "changed"
 	OutcomeFailed  OutcomeStatus = "failed"
-	OutcomeKept    OutcomeStatus = "kept" // the engine refused an action (exempt, live, GPU still busy)
+	OutcomeKept    OutcomeStatus = "kept"    // the engine refused an action (exempt, live, GPU still busy)
 	OutcomeStopped OutcomeStatus = "stopped" // the lifecycle stop stage confirmed the stop
 )
 
