@@ -48,6 +48,8 @@ type simDevice struct {
 	MemoryMiB uint64       `json:"memory_mib"`
 	Processes []simProcess `json:"processes"`
 	MIG       []simMIG     `json:"mig"`
+	// UtilizationGPU is optional: absent means "not reported".
+	UtilizationGPU *float64 `json:"utilization_gpu"`
 }
 
 type simMIG struct {
@@ -55,11 +57,15 @@ type simMIG struct {
 	UUID      string       `json:"uuid"`
 	Profile   string       `json:"profile"`
 	Processes []simProcess `json:"processes"`
+	// UtilizationGPU is optional: absent means "not reported".
+	UtilizationGPU *float64 `json:"utilization_gpu"`
 }
 
 type simProcess struct {
 	PID           *int   `json:"pid"`
 	UsedMemoryMiB uint64 `json:"used_memory_mib"`
+	// SMUtil is optional: absent means "not reported".
+	SMUtil *float64 `json:"sm_util"`
 }
 
 // ParseSim parses a simulation file (DESIGN.md section 8). path only names
@@ -135,13 +141,13 @@ type shape struct {
 
 func simShape() *shape {
 	processes := &shape{what: "a list of processes", elem: &shape{what: "a process", fields: map[string]*shape{
-		"pid": nil, "used_memory_mib": nil,
+		"pid": nil, "used_memory_mib": nil, "sm_util": nil,
 	}}}
 	migs := &shape{what: "a list of MIG slices", elem: &shape{what: "a MIG slice", fields: map[string]*shape{
-		"index": nil, "uuid": nil, "profile": nil, "processes": processes,
+		"index": nil, "uuid": nil, "profile": nil, "processes": processes, "utilization_gpu": nil,
 	}}}
 	devices := &shape{what: "a list of devices", elem: &shape{what: "a device", fields: map[string]*shape{
-		"index": nil, "uuid": nil, "name": nil, "memory_mib": nil, "processes": processes, "mig": migs,
+		"index": nil, "uuid": nil, "name": nil, "memory_mib": nil, "processes": processes, "mig": migs, "utilization_gpu": nil,
 	}}}
 	return &shape{what: "an object", fields: map[string]*shape{
 		"driver_version": nil, "devices": devices, "init_error": nil,
@@ -347,6 +353,9 @@ func (p *simParser) validate(f *simFile) error {
 		if err := p.checkUUID(dp, d.UUID, "GPU-", "MIG-", uuids); err != nil {
 			return err
 		}
+		if err := p.checkPercent(dp+".utilization_gpu", d.UtilizationGPU); err != nil {
+			return err
+		}
 		pids := make(map[int]string) // PIDs on this GPU and its slices
 		if err := p.checkProcesses(dp, d.Processes, pids); err != nil {
 			return err
@@ -358,6 +367,9 @@ func (p *simParser) validate(f *simFile) error {
 				return err
 			}
 			if err := p.checkUUID(mp, m.UUID, "MIG-", "GPU-", uuids); err != nil {
+				return err
+			}
+			if err := p.checkPercent(mp+".utilization_gpu", m.UtilizationGPU); err != nil {
 				return err
 			}
 			if err := p.checkProcesses(mp, m.Processes, pids); err != nil {
@@ -418,12 +430,32 @@ func (p *simParser) checkProcesses(path string, procs []simProcess, seen map[int
 		case *pr.PID > pidMaxLimit:
 			return p.errAt(pp, "%s: pid %d is above Linux's limit of %d", pp, *pr.PID, pidMaxLimit)
 		}
+		if err := p.checkPercent(path+".processes["+strconv.Itoa(k)+"].sm_util", pr.SMUtil); err != nil {
+			return err
+		}
 		if first, dup := seen[*pr.PID]; dup {
 			return p.errAt(pp, "%s: pid %d listed twice on the same device (first at %s)", pp, *pr.PID, p.place(first))
 		}
 		seen[*pr.PID] = pp
 	}
 	return nil
+}
+
+// checkPercent checks an optional utilisation: absent is "not reported";
+// a value must be a percentage.
+func (p *simParser) checkPercent(path string, v *float64) error {
+	if v != nil && (*v < 0 || *v > 100 || *v != float64(uint32(*v))) {
+		return p.errAt(path, "%s: %v is not a whole percentage between 0 and 100", path, *v)
+	}
+	return nil
+}
+
+// simPercent converts an optional utilisation; nil is "not reported".
+func simPercent(v *float64) Percent {
+	if v == nil {
+		return Percent{}
+	}
+	return Pct(uint32(*v))
 }
 
 // place names a path together with its line, for "first at ..." notes.
@@ -465,6 +497,8 @@ func (f *simFile) snapshot() *Snapshot {
 			Name:      d.Name,
 			MemoryMiB: d.MemoryMiB,
 			Processes: simProcesses(d.Processes),
+
+			UtilizationGPU: simPercent(d.UtilizationGPU),
 		}
 		for _, m := range d.MIG {
 			dev.MIG = append(dev.MIG, MIGDevice{
@@ -472,6 +506,8 @@ func (f *simFile) snapshot() *Snapshot {
 				UUID:      m.UUID,
 				Profile:   m.Profile,
 				Processes: simProcesses(m.Processes),
+
+				UtilizationGPU: simPercent(m.UtilizationGPU),
 			})
 		}
 		slices.SortFunc(dev.MIG, func(a, b MIGDevice) int { return cmp.Compare(a.Index, b.Index) })
@@ -487,7 +523,7 @@ func (f *simFile) snapshot() *Snapshot {
 func simProcesses(in []simProcess) []Process {
 	var out []Process
 	for _, p := range in {
-		out = append(out, Process{PID: *p.PID, UsedMemoryMiB: p.UsedMemoryMiB})
+		out = append(out, Process{PID: *p.PID, UsedMemoryMiB: p.UsedMemoryMiB, SMUtil: simPercent(p.SMUtil)})
 	}
 	return out
 }

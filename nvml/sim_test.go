@@ -88,7 +88,7 @@ func TestParseSimBad(t *testing.T) {
 		msg  string
 	}{
 		"syntax.json":                  {5, "invalid JSON: invalid character '\"' after object key:value pair"},
-		"unknown-field.json":           {4, `devices[0]: unknown field "memory_mb" (known: index, memory_mib, mig, name, processes, uuid)`},
+		"unknown-field.json":           {4, `devices[0]: unknown field "memory_mb" (known: index, memory_mib, mig, name, processes, utilization_gpu, uuid)`},
 		"top-level-mig.json":           {5, `unknown field "mig" (known: devices, driver_version, init_error); MIG slices belong in the "mig" list of their parent device`},
 		"mig-devices-key.json":         {3, `unknown field "mig_devices"`},
 		"mig-without-parent.json":      {3, `devices[0]: UUID "MIG-3e1a5c7b-9d2f-5e4a-8b6c-1f0d2e3a4b51" is a MIG slice's: list it in the "mig" list of its parent device`},

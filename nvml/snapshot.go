@@ -52,6 +52,10 @@ type Device struct {
 	// ProcessError says why Processes is incomplete ("" when it was read):
 	// the process query failed, or on a MIG device a slice could not be read.
 	ProcessError string
+	// UtilizationGPU is the device's GPU utilisation over NVML's last
+	// sample period. Not reported on MIG-enabled parents (NVML's [N/A]) and
+	// where the driver refuses the query: never read that as 0 %.
+	UtilizationGPU Percent
 }
 
 // MIGDevice is one MIG slice of a Device.
@@ -62,13 +66,28 @@ type MIGDevice struct {
 	Processes []Process
 	// ProcessError says why Processes could not be read ("" when it was).
 	ProcessError string
+	// UtilizationGPU is the slice's GPU utilisation, where reported.
+	UtilizationGPU Percent
 }
 
 // Process is a compute process as NVML reports it: a host PID.
 type Process struct {
 	PID           int
 	UsedMemoryMiB uint64
+	// SMUtil is the process's share of the streaming multiprocessors, where
+	// the driver reports per-process utilisation.
+	SMUtil Percent
 }
+
+// Percent is a utilisation reading. Reported is false when NVML gave no
+// value ("not reported" is not 0 %: a MIG parent answers [N/A]).
+type Percent struct {
+	Value    uint32
+	Reported bool
+}
+
+// Pct is a reported utilisation of v percent.
+func Pct(v uint32) Percent { return Percent{Value: v, Reported: true} }
 
 // Backend is one source of GPU truth, queried once per run.
 type Backend interface {
