@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Writer appends events to an events.jsonl file.
@@ -18,13 +19,17 @@ import (
 type Writer struct {
 	path string
 	f    *os.File
+	// repair is set when the file did not end in a newline when it was
+	// opened: the first line then starts with one (see writeLine).
+	repair bool
 }
 
-// openFlags open the file for appending only. O_NOFOLLOW makes a symlink
+// openFlags open the file for appending (read access only to look at its
+// last byte, see writeLine). O_NOFOLLOW makes a symlink
 // planted as the file itself fail the open instead of redirecting root's
 // writes elsewhere; O_NONBLOCK makes a FIFO planted there fail (ENXIO, no
 // reader) instead of hanging the run.
-const openFlags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | syscall.O_CLOEXEC | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+const openFlags = os.O_RDWR | os.O_APPEND | os.O_CREATE | syscall.O_CLOEXEC | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
 
 // OpenFile opens path for appending events, creating it (mode 0640) and its
 // parent directory (mode 0755) when missing. It refuses a path whose last
@@ -51,7 +56,7 @@ func OpenFile(path string) (*Writer, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
 	}
-	return &Writer{path: path, f: f}, nil
+	return &Writer{path: path, f: f, repair: !endsInNewline(f)}, nil
 }
 
 // Path is the file the writer appends to.
@@ -69,7 +74,11 @@ func (w *Writer) Write(ev Event) error {
 // writeLine appends line with a single write(2). os.File.Write would loop
 // over a short write and could put the rest of the line after another
 // writer's line, so the system call is made directly and a short write is
-// an error.
+// an error. When the file did not end in a newline (an earlier writer's
+// short write, a crash half-way through a line) the newline goes first, in
+// the same write(2), so every line stays one JSON object: the damaged line
+// is lost, not the new one too. That is checked once, when the file is
+// opened: checking before every line would race with other appenders.
 func (w *Writer) writeLine(line []byte) error {
 	rc, err := w.f.SyscallConn()
 	if err != nil {
@@ -78,6 +87,9 @@ func (w *Writer) writeLine(line []byte) error {
 	var n int
 	var werr error
 	err = rc.Write(func(fd uintptr) bool {
+		if w.repair {
+			line = append([]byte{'\n'}, line...)
+		}
 		n, werr = write(fd, line)
 		if werr == nil && n > 0 && n < len(line) {
 			// Best effort: end the partial line, so the next appender's
@@ -93,10 +105,52 @@ func (w *Writer) writeLine(line []byte) error {
 	if err != nil {
 		return fmt.Errorf("events file %s: write: %w", w.path, err)
 	}
+	w.repair = false
 	if n != len(line) {
 		return fmt.Errorf("events file %s: short write: %d of %d bytes", w.path, n, len(line))
 	}
 	return nil
+}
+
+// endsInNewline reports whether the file is empty or ends in a newline.
+// A file that cannot be read is taken to end in one: the check repairs,
+// it must never stop an append. Another appender's write(2) in progress
+// can show a larger size before its last bytes are in (a page at a time),
+// so a missing newline counts only once the file has stayed the same for a
+// moment; a line cut short by a crash stays that way.
+func endsInNewline(f *os.File) bool {
+	const looks, pause = 5, time.Millisecond
+	for range looks {
+		size, last, ok := tail(f)
+		if !ok || size == 0 || last == '\n' {
+			return true
+		}
+		time.Sleep(pause)
+		size2, last2, ok := tail(f)
+		if !ok || size2 == 0 || last2 == '\n' {
+			return true
+		}
+		if size2 == size {
+			return false
+		}
+	}
+	return true
+}
+
+// tail returns the file's size and last byte.
+func tail(f *os.File) (int64, byte, bool) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, false
+	}
+	if st.Size() == 0 {
+		return 0, 0, true
+	}
+	var b [1]byte
+	if n, err := f.ReadAt(b[:], st.Size()-1); err != nil || n != 1 {
+		return 0, 0, false
+	}
+	return st.Size(), b[0], true
 }
 
 // write is one write(2), repeated only when a signal interrupted it before
