@@ -243,6 +243,10 @@ type Record struct {
 	// Incomplete says why the container's facts could not be read (an
 	// inspect that failed); such a record is never decided or acted on.
 	Incomplete string
+
+	// Lifecycle holds the idle and runtime facts of a running container
+	// (measure, lifecycle, notify, stop); nil elsewhere.
+	Lifecycle *Lifecycle
 }
 
 // Warn records a per-container warning.
