@@ -174,6 +174,10 @@ func (d *Document) WriteJSON(w io.Writer) error {
 	return enc.Encode(d)
 }
 
+// ContainerOf is one record's line of the report, for stages that write
+// reports of their own (report) or select records (filter) by the same keys.
+func ContainerOf(rec *pipeline.Record) Container { return container(rec) }
+
 func container(rec *pipeline.Record) Container {
 	c := rec.Container
 	v := rec.Verdict
