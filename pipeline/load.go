@@ -420,6 +420,7 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Pipeline has no stages", Detail: `Add stage "KIND" { } blocks; ds01-pipe stages lists the kinds.`, Subject: head.DeclRange.Ptr()})
 	}
 	seen := map[string]hcl.Range{}
+	var ordered []orderedStage
 	for _, sb := range pb.Stages {
 		inst, d := decodeStage(sb, ctx, reg)
 		diags = append(diags, d...)
@@ -438,6 +439,12 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 		}
 		seen[key] = sb.DeclRange
 		cfg.Stages = append(cfg.Stages, *inst)
+		ordered = append(ordered, orderedStage{ref: inst.Ref, contract: inst.Contract, rng: sb.DeclRange})
+	}
+	if !diags.HasErrors() {
+		// Only a pipeline whose every stage decoded can be judged: a
+		// missing stage would show up as a wrong "missing stage".
+		diags = append(diags, checkOrder(ordered, reg.Writers())...)
 	}
 	return cfg, diags
 }
@@ -539,23 +546,9 @@ func decodeStage(sb *stageBlock, ctx *hcl.EvalContext, reg *Registry) (*StageIns
 			return nil, diags
 		}
 	}
-	if ec, ok := stage.(ExprChecker); ok {
-		if d := ec.CheckExprs(ctx); d.HasErrors() {
-			return nil, append(diags, d...)
-		}
-	}
 	inst.Stage = stage
+	inst.Contract = spec.ContractOf(stage)
 	return inst, diags
-}
-
-// ExprChecker is implemented by stages that keep an attribute as an
-// unevaluated expression (an hcl.Expression field, evaluated per record at
-// run time, as filter's when). After decoding and Init, the loader hands
-// them the pipeline's variables and functions, so they can check the
-// expression and keep the context; their diagnostics keep the
-// expression's own file:line:col.
-type ExprChecker interface {
-	CheckExprs(ctx *hcl.EvalContext) hcl.Diagnostics
 }
 
 // attrRange finds where an attribute of a stage body was written.

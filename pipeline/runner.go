@@ -28,6 +28,19 @@ type StageInstance struct {
 	Ref     StageRef
 	Stage   Stage
 	Timeout time.Duration // 0: bounded only by the run's deadline
+	// Contract is the stage's declared contract (Spec.ContractOf), set by
+	// the loader. The runner reads Finalizer from it, and brings stages
+	// that write the exemption forward (see Run).
+	Contract Contract
+}
+
+// finalizes reports whether the stage runs even after a failure.
+func (st StageInstance) finalizes() bool {
+	if st.Contract.Finalizer {
+		return true
+	}
+	f, ok := st.Stage.(Finalizer)
+	return ok && f.Finalize()
 }
 
 // StageTiming is how long a stage took.
@@ -74,23 +87,45 @@ func (r *Result) Failed() int {
 const finalizeTimeout = 30 * time.Second
 
 // Run runs the stages in order over one batch. The context carries the
-// run's deadline. After every stage the engine enforces the invariants no
-// stage may break: an exempt or live container never keeps a remove
-// verdict. When a stage fails, later stages are skipped except finalizers
-// (the log stage), which still record what was done.
+// run's deadline. When a stage fails, later stages are skipped except
+// finalizers (the log stage), which still record what was done.
+//
+// The engine keeps the invariants no stage may break, whatever the
+// pipeline's stages and their order (see enforceInvariants): before and
+// after every stage, a container labelled ds01.protected=true or
+// ds01.monitoring=true is exempt, an exempt or half-read container keeps
+// no acting verdict (remove, stop), and a live container keeps no remove
+// verdict. As soon as a stage has written the facts (discover), the stages
+// of the pipeline that write the exemption (exempt) are applied too,
+// wherever they stand, so their configured exemptions hold before any
+// later stage acts. And the Docker client stages get refuses to remove or
+// stop a container that is exempt, or that this run did not discover.
 func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error) {
 	started := time.Now()
 	res := &Result{Batch: &Batch{Started: started}, Started: started}
+	var guard *guardedDocker
+	if env.Docker != nil {
+		guard = &guardedDocker{Docker: env.Docker}
+		env.Docker = guard
+		defer func() { env.Docker = guard.Docker }()
+	}
+	return run(ctx, env, stages, res, guard)
+}
+
+func run(ctx context.Context, env *Env, stages []StageInstance, res *Result, guard *guardedDocker) (*Result, error) {
 	var runErr error
-	for _, st := range stages {
-		if runErr != nil {
-			if f, ok := st.Stage.(Finalizer); !ok || !f.Finalize() {
-				continue
-			}
+	for i, st := range stages {
+		if runErr != nil && !st.finalizes() {
+			continue
 		}
+		enforceInvariants(res.Batch)
+		guard.watch(res.Batch.Records)
 		stageCtx, cancel := stageContext(ctx, st, runErr != nil)
 		start := time.Now()
 		err := st.Stage.Process(stageCtx, env, res.Batch)
+		if err == nil && st.Contract.writes(FieldFacts) {
+			err = applyExemptions(stageCtx, env, res.Batch, stages[i+1:])
+		}
 		cancel()
 		enforceInvariants(res.Batch)
 		if err == nil && runErr == nil && ctx.Err() != nil {
@@ -117,6 +152,23 @@ func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error)
 	return res, runErr
 }
 
+// applyExemptions runs, right after the facts are known, the later stages
+// that write the exemption. Exemptions only ever get added (no stage
+// clears one), so running such a stage early, and again in its place, is
+// safe; what it buys is that its configured exemptions hold even when the
+// pipeline puts it after a stage that acts.
+func applyExemptions(ctx context.Context, env *Env, b *Batch, later []StageInstance) error {
+	for _, st := range later {
+		if !st.Contract.writes(FieldExemption) {
+			continue
+		}
+		if err := st.Stage.Process(ctx, env, b); err != nil {
+			return fmt.Errorf("exemptions of stage %s: %w", st.Ref, err)
+		}
+	}
+	return nil
+}
+
 func stageContext(ctx context.Context, st StageInstance, finalizing bool) (context.Context, context.CancelFunc) {
 	if finalizing {
 		// The run's own context may be dead already; what was done must
@@ -129,17 +181,44 @@ func stageContext(ctx context.Context, st StageInstance, finalizing bool) (conte
 	return context.WithCancel(ctx)
 }
 
+// DS01's protection labels. The engine reads them itself: a container
+// carrying either, with the value "true" exactly, is exempt in every
+// pipeline, with or without an exempt stage.
+const (
+	LabelMonitoring = "ds01.monitoring"
+	LabelProtected  = "ds01.protected"
+)
+
+// protectionReason returns why the labels alone exempt a container.
+func protectionReason(c *Container) (string, bool) {
+	for _, key := range []string{LabelMonitoring, LabelProtected} {
+		if c.LabelTrue(key) {
+			return "label " + key + "=true", true
+		}
+	}
+	return "", false
+}
+
 // enforceInvariants is the engine's guarantee, independent of any stage's
-// code: exempt containers and live containers are never removed.
+// code: protected and monitoring containers are exempt; an exempt or
+// half-read container keeps no acting verdict; a live container is never
+// removed (stopping one is what the lifecycle pipeline does).
 func enforceInvariants(b *Batch) {
 	for _, rec := range b.Records {
-		if rec.Verdict.Action != ActionRemove {
+		if !rec.Exempt {
+			if reason, ok := protectionReason(&rec.Container); ok {
+				rec.Exempt, rec.ExemptReason = true, reason
+			}
+		}
+		if !rec.Verdict.Action.Acts() {
 			continue
 		}
 		switch {
 		case rec.Exempt:
 			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonExempt, Detail: rec.ExemptReason}
-		case rec.Container.State.Live():
+		case rec.Incomplete != "":
+			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotDecided, Detail: "facts incomplete: " + rec.Incomplete}
+		case rec.Verdict.Action == ActionRemove && rec.Container.State.Live():
 			rec.Verdict = Verdict{Action: ActionSkip, Reason: ReasonNotACandidate, Detail: "container is " + string(rec.Container.State)}
 		}
 	}

@@ -24,9 +24,10 @@ type Initializer interface {
 	Init() error
 }
 
-// Finalizer is implemented by stages that must run even when an earlier
-// stage failed or the deadline expired (the log stage: what was done must
-// be recorded). They run with a short context of their own.
+// Finalizer is the older way for a stage to say it must run even when an
+// earlier stage failed or the deadline expired. A kind now says so in its
+// Spec (Contract.Finalizer); the runner still honours this interface for
+// stages built outside the registry.
 type Finalizer interface {
 	Finalize() bool
 }
@@ -40,6 +41,14 @@ type Spec struct {
 	// `hcl:"..."` tags are its attributes; an optional `doc:"..."` tag
 	// documents each one.
 	New func() Stage
+	// Contract declares what the kind reads and writes on the record and
+	// where it may stand in a pipeline; the loader checks every pipeline's
+	// order against it.
+	Contract Contract
+	// Configure, when set, refines Contract for one configured stage of
+	// the kind (release with kill_orphans needs a later remove). It gets
+	// a stage New returned, with its attributes decoded.
+	Configure func(st Stage, c Contract) Contract
 }
 
 // Registry maps stage kinds to their specs. The package keeps one default

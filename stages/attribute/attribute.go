@@ -253,5 +253,9 @@ func init() {
 		Summary: "Finds the owner of every container by the DS01 chain: label ds01.user, label aime.mlc.USER, label devcontainer.local_folder under /home/<user>/, a <name>._.<uid> name resolved through the passwd database, else \"unknown\". Records which rule matched (owner_source). Unusable values (control characters, invalid UTF-8, a path separator, over 256 bytes) become \"unknown\" with a warning.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Writes: []pipeline.Field{pipeline.FieldOwner},
+		},
 	})
 }

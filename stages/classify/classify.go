@@ -128,5 +128,9 @@ func init() {
 		Summary: "Gives every container its DS01 lifecycle type: label ds01.container_type, else label ds01.interface, else \"atomic\" for <name>._.<uid> names, \"devcontainer\" when any label key or value mentions devcontainer, \"compose\" for com.docker.compose labels, else \"docker\". The type selects container_types.<type> in the policy.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Writes: []pipeline.Field{pipeline.FieldType},
+		},
 	})
 }

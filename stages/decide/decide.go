@@ -340,5 +340,10 @@ func init() {
 		Summary: "Decides per container: remove, keep or skip, with the rule, the clock (created or finished), the age and the limit. Exempt, live and half-read containers are skipped. A created-never-started container is removed once older than the created timeout; an exited one at once if DS01's idle checker stopped it, else once stopped longer than its owner's post-stop hold (an unknown owner gets its type's hold). Comparisons are strict, as in DS01; null or \"never\" means no limit.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Reads:  []pipeline.Field{pipeline.FieldOwner, pipeline.FieldType, pipeline.FieldExemption},
+			Writes: []pipeline.Field{pipeline.FieldVerdict},
+		},
 	})
 }

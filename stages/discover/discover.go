@@ -50,6 +50,12 @@ func init() {
 			"A container that vanishes between the list and its inspect is dropped, not an error.",
 		Sample: sample,
 		New:    func() pipeline.Stage { return &Stage{Workers: DefaultWorkers} },
+		Contract: pipeline.Contract{
+			Writes: []pipeline.Field{pipeline.FieldFacts, pipeline.FieldGPUClaims, pipeline.FieldGPUView},
+			// A container whose inspect failed gets a skip verdict and a
+			// failed outcome at once.
+			Amends: []pipeline.Field{pipeline.FieldVerdict, pipeline.FieldOutcome},
+		},
 	})
 }
 

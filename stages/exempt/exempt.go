@@ -197,5 +197,11 @@ func init() {
 		Summary: "Marks infrastructure and protected containers exempt, with the reason: labels ds01.monitoring=true and ds01.protected=true (always), configured labels, names and name prefixes, and the policy's monitoring.infrastructure_containers. Exempt containers are never removed, stopped or released, whatever a later stage decides; no stage clears an exemption.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		// The engine also applies this stage right after discovery,
+		// wherever it stands, so its exemptions hold before anything acts.
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Writes: []pipeline.Field{pipeline.FieldExemption},
+		},
 	})
 }

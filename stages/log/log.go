@@ -468,5 +468,13 @@ func init() {
 		Summary: "Records what the run did, as DS01 does: one events.jsonl line (schema v1) per action and a pipeline.summary line, DS01's ds01-cleanup syslog line per removed container, a summary on stderr, and optionally Prometheus textfile metrics. Runs even after an earlier stage failed. In plan mode it only prints the summary.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		// It records what the run did: nothing may come after it, and it
+		// runs even after a failure.
+		Contract: pipeline.Contract{
+			Reads:     []pipeline.Field{pipeline.FieldOwner, pipeline.FieldType, pipeline.FieldExemption, pipeline.FieldVerdict, pipeline.FieldGPUClaims, pipeline.FieldGPUView, pipeline.FieldRelease, pipeline.FieldOutcome, pipeline.FieldEvents},
+			Writes:    []pipeline.Field{pipeline.FieldEvents},
+			Terminal:  true,
+			Finalizer: true,
+		},
 	})
 }

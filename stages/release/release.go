@@ -95,6 +95,23 @@ func init() {
 			"records alone and marks every GPU unchecked, never free.",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Reads:  []pipeline.Field{pipeline.FieldOwner, pipeline.FieldExemption, pipeline.FieldVerdict, pipeline.FieldGPUClaims},
+			Writes: []pipeline.Field{pipeline.FieldGPUView, pipeline.FieldRelease, pipeline.FieldEvents},
+			// A container whose GPU is still busy is kept; GPU use with no
+			// allocation record is attributed to its container.
+			Amends: []pipeline.Field{pipeline.FieldVerdict, pipeline.FieldGPUClaims},
+		},
+		// Orphans are signalled only once the container whose GPU was
+		// released is confirmed removed: that needs a removal after it.
+		Configure: func(st pipeline.Stage, c pipeline.Contract) pipeline.Contract {
+			if s, ok := st.(*Stage); ok && s.KillOrphans {
+				c.NeedsLater = []pipeline.Field{pipeline.FieldRemoval}
+				c.LaterBecause = "kill_orphans = true"
+			}
+			return c
+		},
 	})
 }
 

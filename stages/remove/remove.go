@@ -74,6 +74,15 @@ func init() {
 			"that container's gpu.release events. In plan mode it only marks the containers \"planned\".",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
+		Contract: pipeline.Contract{
+			Needs:  []pipeline.Field{pipeline.FieldFacts},
+			Reads:  []pipeline.Field{pipeline.FieldOwner, pipeline.FieldType, pipeline.FieldExemption, pipeline.FieldVerdict, pipeline.FieldRelease},
+			Writes: []pipeline.Field{pipeline.FieldRemoval, pipeline.FieldOutcome, pipeline.FieldEvents},
+			// Settling the releases: a GPU whose container stayed goes
+			// back to in_use.
+			Amends: []pipeline.Field{pipeline.FieldRelease, pipeline.FieldGPUView},
+			Acts:   true,
+		},
 	})
 }
 
