@@ -133,7 +133,7 @@ func CheckDir(dir string) error {
 		return errors.New("state_dir is empty")
 	}
 	if !filepath.IsAbs(dir) {
-		return fmt.Errorf("state_dir %q must be an absolute path", dir)
+		return fmt.Errorf("%q must be an absolute path", dir)
 	}
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -143,13 +143,13 @@ func CheckDir(dir string) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("state_dir %s is not a directory", dir)
+		return fmt.Errorf("%s is not a directory", dir)
 	}
 	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() {
-		return fmt.Errorf("state_dir %s is owned by uid %d, not by uid %d which runs ds01-pipe", dir, uid, os.Geteuid())
+		return fmt.Errorf("%s is owned by uid %d, not by uid %d which runs ds01-pipe", dir, uid, os.Geteuid())
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("state_dir %s is writable by group or others (mode %04o)", dir, fi.Mode().Perm())
+		return fmt.Errorf("%s is writable by group or others (mode %04o)", dir, fi.Mode().Perm())
 	}
 	return nil
 }
