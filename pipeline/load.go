@@ -546,9 +546,24 @@ func decodeStage(sb *stageBlock, ctx *hcl.EvalContext, reg *Registry) (*StageIns
 			return nil, diags
 		}
 	}
+	if ec, ok := stage.(ExprChecker); ok {
+		if d := ec.CheckExprs(ctx); d.HasErrors() {
+			return nil, append(diags, d...)
+		}
+	}
 	inst.Stage = stage
 	inst.Contract = spec.ContractOf(stage)
 	return inst, diags
+}
+
+// ExprChecker is implemented by stages that keep an attribute as an
+// unevaluated expression (an hcl.Expression field, evaluated per record at
+// run time, as filter's when). After decoding and Init, the loader hands
+// them the pipeline's variables and functions, so they can check the
+// expression and keep the context; their diagnostics keep the
+// expression's own file:line:col.
+type ExprChecker interface {
+	CheckExprs(ctx *hcl.EvalContext) hcl.Diagnostics
 }
 
 // attrRange finds where an attribute of a stage body was written.

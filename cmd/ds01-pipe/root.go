@@ -146,6 +146,7 @@ lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error
 		newStagesCmd(io),
 		newVersionCmd(io),
 		newManCmd(io),
+		newExplainCmd(io, g),
 	)
 	setupCompletion(root)
 	return root

@@ -17,6 +17,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/stages/internal/recordview"
 )
 
 // Kind is the stage kind as written in pipeline files.
@@ -43,6 +44,7 @@ type Drop struct {
 	ID     string
 	Name   string
 	Reason string // "when is false", or the evaluation error
+	Record *pipeline.Record
 }
 
 // New returns a filter stage.
@@ -169,14 +171,14 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		ok, err := s.Match(rec)
 		switch {
 		case err != nil:
-			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: err.Error()})
+			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: err.Error(), Record: rec})
 			if env != nil && env.Log != nil {
 				env.Log.WithField("stage", Kind).WithField("container", rec.Container.Name).Warnf("filter: cannot evaluate when, container left out: %v", err)
 			}
 		case ok:
 			kept = append(kept, rec)
 		default:
-			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: "when is false"})
+			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: "when is false", Record: rec})
 		}
 	}
 	batch.Records = kept
@@ -193,11 +195,60 @@ func (s *Stage) Dropped() []Drop {
 	return append([]Drop(nil), s.dropped...)
 }
 
+// DroppedRecord returns the record of a container the last run of the
+// stage left out, why, and where when is written (for explain).
+func (s *Stage) DroppedRecord(id string) (*pipeline.Record, string, hcl.Range, bool) {
+	for _, d := range s.Dropped() {
+		if d.ID == id {
+			return d.Record, d.Reason, s.When.Range(), true
+		}
+	}
+	return nil, "", hcl.Range{}, false
+}
+
 func init() {
 	pipeline.Register(pipeline.Spec{
 		Kind:    Kind,
 		Summary: "Keeps the containers an HCL expression (when) selects; the others leave the run, so later stages, reports and the summary never see them. The container is the object c, with the JSON report's keys (c.name, c.owner, c.type, c.exempt, c.gpus, c.verdict, c.reason, c.age_s, c.limit_s, ...) and c.labels. Unknown keys and type errors are found when the pipeline loads. A filter only removes records: it never widens what a later stage may do.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		// It reads what earlier stages wrote and only takes records out:
+		// no field of any record changes, so it widens nothing.
+		Contract: pipeline.Contract{Needs: []pipeline.Field{pipeline.FieldFacts}},
+		// It reads just the parts of the record when refers to, so it may
+		// stand before the stages that write the others (a filter on
+		// c.name before decide narrows what decide and remove see).
+		Configure: func(st pipeline.Stage, c pipeline.Contract) pipeline.Contract {
+			if s, ok := st.(*Stage); ok {
+				c.Reads = recordview.Reads(s.keys())
+			}
+			return c
+		},
 	})
+}
+
+// keys lists the keys of c that when refers to; c as a whole (or indexed
+// by a computed key) counts as every key.
+func (s *Stage) keys() []string {
+	if absent(s.When) {
+		return nil
+	}
+	var out []string
+	for _, tr := range s.When.Variables() {
+		if tr.RootName() != RecordVar {
+			continue
+		}
+		if len(tr) < 2 {
+			return recordview.Keys()
+		}
+		switch step := tr[1].(type) {
+		case hcl.TraverseAttr:
+			out = append(out, step.Name)
+		case hcl.TraverseIndex:
+			if step.Key.Type() == cty.String {
+				out = append(out, step.Key.AsString())
+			}
+		}
+	}
+	return out
 }

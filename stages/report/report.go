@@ -228,5 +228,22 @@ func init() {
 		Summary: "Writes the run's containers as CSV (RFC 4180, header row), JSON lines (the JSON report's container objects) or a Markdown table, to a file replaced atomically or to standard output (\"-\"), with the columns chosen. Values are escaped for their format: names and labels are anyone's text. Reads the records; acts on no container; writes in plan mode too.",
 		Sample:  sample,
 		New:     func() pipeline.Stage { return New() },
+		// It reads the record, writes files and acts on no container.
+		Contract: pipeline.Contract{Needs: []pipeline.Field{pipeline.FieldFacts}},
+		// It reads the parts of the record its columns show, so it comes
+		// after the stages that write them.
+		Configure: func(st pipeline.Stage, c pipeline.Contract) pipeline.Contract {
+			if s, ok := st.(*Stage); ok {
+				keys := recordview.Keys()
+				if cols := s.columns(); cols != nil {
+					keys = keys[:0]
+					for _, f := range cols {
+						keys = append(keys, f.Key)
+					}
+				}
+				c.Reads = recordview.Reads(keys)
+			}
+			return c
+		},
 	})
 }

@@ -189,3 +189,37 @@ func SortedKeys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// contractFields maps keys to the part of the record their stage writes
+// (pipeline.Contract), so that a stage reading some keys declares reads of
+// just those parts. Keys not listed (warnings, keys added later) map to
+// nothing: they are read as whatever earlier stages left.
+var contractFields = map[string]pipeline.Field{
+	"id": pipeline.FieldFacts, "name": pipeline.FieldFacts, "state": pipeline.FieldFacts, "image": pipeline.FieldFacts,
+	"created": pipeline.FieldFacts, "started_at": pipeline.FieldFacts, "finished_at": pipeline.FieldFacts, LabelsKey: pipeline.FieldFacts,
+	"owner": pipeline.FieldOwner, "owner_source": pipeline.FieldOwner,
+	"type":   pipeline.FieldType,
+	"exempt": pipeline.FieldExemption, "exempt_reason": pipeline.FieldExemption,
+	"gpus": pipeline.FieldGPUClaims, "gpu_all": pipeline.FieldGPUClaims,
+	"verdict": pipeline.FieldVerdict, "reason": pipeline.FieldVerdict, "rule": pipeline.FieldVerdict, "clock": pipeline.FieldVerdict,
+	"age_s": pipeline.FieldVerdict, "limit_s": pipeline.FieldVerdict, "left_s": pipeline.FieldVerdict, "detail": pipeline.FieldVerdict,
+	"outcome": pipeline.FieldOutcome, "error": pipeline.FieldOutcome,
+}
+
+// Reads returns the contract fields behind keys, without facts (which a
+// stage needs rather than reads) and without duplicates, in pipeline order.
+func Reads(keys []string) []pipeline.Field {
+	want := map[pipeline.Field]bool{}
+	for _, k := range keys {
+		if f, ok := contractFields[k]; ok && f != pipeline.FieldFacts {
+			want[f] = true
+		}
+	}
+	var out []pipeline.Field
+	for _, f := range pipeline.Fields {
+		if want[f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
