@@ -86,6 +86,9 @@ type Batch struct {
 	Timings []StageTiming
 	// Started is when the run began (wall clock, not the --now clock).
 	Started time.Time
+	// Release is the release stage's plan, settled after the removals by
+	// SettleReleases (nil until release runs).
+	Release *ReleasePlan
 
 	mu     sync.Mutex
 	events []events.Event
@@ -138,4 +141,12 @@ type GPUProcess struct {
 	ContainerID   string // "" when the process belongs to no container
 	UsedMemoryMiB uint64
 	Killed        bool
+	// FormerContainerID is the container an orphan's cgroup names, which
+	// the engine confirmed gone: a process that outlived its container.
+	FormerContainerID string
+	// Runtime says which container holds a process that is no container
+	// of this engine (podman, another engine, another PID namespace).
+	Runtime string
+	// Unaccounted says why the process could not be explained; "" when it was.
+	Unaccounted string
 }

@@ -13,15 +13,25 @@ import (
 const (
 	LabelGPUUUID  = "ds01.gpu.uuid"
 	LabelGPUUUIDs = "ds01.gpu.uuids"
+	// LabelGPUSlots lists DS01 slots, comma-separated: "0:0,0:1" as its
+	// label schema gives them (physical GPU : MIG device), "0" or "1.2" as
+	// its allocator prints them, or UUIDs.
+	LabelGPUSlots = "ds01.gpu.slots"
+	// LabelGPUSlot is the legacy single slot; DS01's docker wrapper puts the
+	// allocated UUID there.
+	LabelGPUSlot = "ds01.gpu_slot"
 )
 
 var uuidPattern = regexp.MustCompile(`^(GPU|MIG)-[0-9A-Za-z-]+$`)
 
 // Claims reads every GPU allocation record Docker keeps for a container:
 // DeviceRequests (device IDs, or a count for --gpus all), DS01's
-// ds01.gpu.uuid(s) labels and NVIDIA_VISIBLE_DEVICES. Indices are mapped
-// to UUIDs through the snapshot when one is available. Malformed values
-// come back as warnings; they never stop the run.
+// ds01.gpu.uuid(s) and slot labels (ds01.gpu.slots, ds01.gpu_slot) and
+// NVIDIA_VISIBLE_DEVICES. Indices and slots are mapped to UUIDs through the
+// snapshot when one is available. Malformed values come back as warnings;
+// they never stop the run. A slot the GPU view does not know stays a claim
+// with no UUID (GPUClaim.Slot), so the container still counts as holding a
+// GPU.
 func Claims(c *Container, snap *nvml.Snapshot) (claims []GPUClaim, all bool, warnings []string) {
 	seen := map[string]bool{}
 	add := func(id string, src ClaimSource) {
@@ -72,6 +82,31 @@ func Claims(c *Container, snap *nvml.Snapshot) (claims []GPUClaim, all bool, war
 			add(id, ClaimLabel)
 		}
 	}
+	for _, key := range []string{LabelGPUSlots, LabelGPUSlot} {
+		v, ok := c.Label(key)
+		if !ok {
+			continue
+		}
+		for _, slot := range strings.Split(v, ",") {
+			slot = strings.TrimSpace(slot)
+			if slot == "" {
+				continue
+			}
+			uuid, err := resolveSlot(slot, snap)
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("%s: %v; kept as an unresolved claim", key, err))
+				if !seen["slot:"+slot] {
+					seen["slot:"+slot] = true
+					claims = append(claims, GPUClaim{Slot: slot, Source: ClaimLabel})
+				}
+				continue
+			}
+			if !seen[uuid] {
+				seen[uuid] = true
+				claims = append(claims, GPUClaim{UUID: uuid, Slot: slot, Source: ClaimLabel})
+			}
+		}
+	}
 	if c.HasVisibleDevices {
 		switch v := strings.TrimSpace(c.VisibleDevices); v {
 		case "", "none", "void":
@@ -97,6 +132,27 @@ func isGPURequest(req DeviceRequest) bool {
 		}
 	}
 	return false
+}
+
+// slotPattern is a DS01 slot: a GPU index, optionally with a MIG device
+// index after ":" (label schema) or "." (allocator).
+var slotPattern = regexp.MustCompile(`^[0-9]{1,4}([:.][0-9]{1,4})?$`)
+
+// resolveSlot maps one DS01 slot to a UUID through the GPU view.
+func resolveSlot(slot string, snap *nvml.Snapshot) (string, error) {
+	switch {
+	case len(slot) > 128:
+		return "", fmt.Errorf("slot %.32q... is too long", slot)
+	case uuidPattern.MatchString(slot):
+		return slot, nil
+	case !slotPattern.MatchString(slot):
+		return "", fmt.Errorf("%q is neither a GPU slot nor a UUID", slot)
+	}
+	uuid, err := resolveDevice(strings.Replace(slot, ".", ":", 1), snap)
+	if err != nil {
+		return "", fmt.Errorf("slot %q: %w", slot, err)
+	}
+	return uuid, nil
 }
 
 // resolveDevice turns one device token into a UUID, or "all".

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"time"
 )
 
@@ -190,8 +191,24 @@ const (
 
 // GPUClaim is one GPU or MIG slice a container holds.
 type GPUClaim struct {
-	UUID   string
+	UUID   string // "" for a DS01 slot the GPU view could not map
 	Source ClaimSource
+	// Slot is the DS01 slot label value the claim came from ("0:1", "1.2"),
+	// "" for other sources.
+	Slot string
+}
+
+// Enforced reports whether the engine enforces the claim: a DeviceRequest,
+// or NVIDIA_VISIBLE_DEVICES under the nvidia runtime. Labels are written by
+// the container's owner and prove nothing about the devices it had.
+func (c GPUClaim) Enforced(container *Container) bool {
+	switch c.Source {
+	case ClaimDeviceRequest:
+		return true
+	case ClaimEnv:
+		return strings.EqualFold(container.Runtime, "nvidia")
+	}
+	return false
 }
 
 // OutcomeStatus is what happened when a pipeline acted on a container.
@@ -265,7 +282,7 @@ func (r *Record) GPUUUIDs() []string {
 	out := make([]string, 0, len(r.GPUs))
 	seen := make(map[string]bool, len(r.GPUs))
 	for _, g := range r.GPUs {
-		if !seen[g.UUID] {
+		if g.UUID != "" && !seen[g.UUID] {
 			seen[g.UUID] = true
 			out = append(out, g.UUID)
 		}

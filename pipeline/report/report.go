@@ -68,6 +68,13 @@ type Process struct {
 	ContainerID   *string `json:"container_id"`
 	UsedMemoryMiB uint64  `json:"used_memory_mib"`
 	Killed        bool    `json:"killed,omitempty"`
+	// FormerContainerID: an orphan that outlived its container, which the
+	// engine confirmed gone.
+	FormerContainerID string `json:"former_container_id,omitempty"`
+	// Runtime: who holds a process that is no container of this engine.
+	Runtime string `json:"runtime,omitempty"`
+	// Unaccounted: why the process could not be explained.
+	Unaccounted string `json:"unaccounted,omitempty"`
 }
 
 // Summary counts what the run decided and did.
@@ -230,7 +237,8 @@ func gpu(g pipeline.GPUReport) GPU {
 		out.MIGParent = &p
 	}
 	for _, p := range g.Processes {
-		proc := Process{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB, Killed: p.Killed}
+		proc := Process{PID: p.PID, UsedMemoryMiB: p.UsedMemoryMiB, Killed: p.Killed,
+			FormerContainerID: p.FormerContainerID, Runtime: p.Runtime, Unaccounted: p.Unaccounted}
 		if p.ContainerID != "" {
 			id := p.ContainerID
 			proc.ContainerID = &id

@@ -49,7 +49,7 @@ const (
 // Defaults.
 const (
 	DefaultKillGrace = 10 * time.Second
-	DefaultProcRoot  = "/proc"
+	DefaultProcRoot  = nvml.DefaultProcRoot
 	// MaxKillGrace bounds kill_grace: a run has a deadline of a few minutes.
 	MaxKillGrace = 5 * time.Minute
 )
@@ -162,24 +162,15 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		return nil
 	}
 
-	v := s.reconcile(env, batch, snap)
+	v := s.reconcile(ctx, env, batch, snap)
 	batch.GPUChecked = true
 	if !env.Planning() {
 		v.emitReports(env, batch)
 	}
-	if s.KillOrphans && Mode(s.Mode) == ModeRelease {
-		targets := v.killTargets()
-		switch {
-		case len(targets) == 0:
-		case env.Planning():
-			for _, t := range targets {
-				log.WithField("gpu_uuid", t.row.report.UUID).WithField("pid", t.proc.pid).Info("plan: would kill orphaned GPU process")
-			}
-		default:
-			k := &killer{procfs: nvml.ProcFS{Root: s.ProcRoot}, root: s.ProcRoot, grace: s.grace, log: log}
-			k.run(ctx, targets)
-			v.afterKills(env, batch, targets)
-		}
+	// Nothing is released and nothing signalled here: the engine settles
+	// the plan once the removals are done, for containers confirmed gone.
+	if Mode(s.Mode) == ModeRelease {
+		batch.Release = v.plan(s)
 	}
 	batch.GPUs = v.reports()
 	v.logSummary(log)
@@ -213,13 +204,15 @@ func removable(rec *pipeline.Record) bool {
 
 // recordsOnly is the view without NVML: one row per claimed UUID, status
 // unchecked (never free: nothing says the device is idle), and the GPUs of
-// containers about to be removed released on Docker's word alone.
+// containers about to be removed released on Docker's word alone, once
+// they are confirmed gone. Nothing is ever signalled without NVML.
 func (s *Stage) recordsOnly(batch *pipeline.Batch) {
 	batch.GPUChecked = false
 	release := Mode(s.Mode) == ModeRelease
 	type state struct {
-		report             pipeline.GPUReport
-		released, holdings bool
+		report   pipeline.GPUReport
+		waiting  []*pipeline.Record
+		holdings bool
 	}
 	rows := map[string]*state{}
 	for _, rec := range batch.Records {
@@ -234,7 +227,7 @@ func (s *Stage) recordsOnly(batch *pipeline.Batch) {
 			r.report.ClaimedBy = appendOnce(r.report.ClaimedBy, rec.Container.ID)
 			if releasing {
 				rec.ReleaseGPUs = append(rec.ReleaseGPUs, uuid)
-				r.released = true
+				r.waiting = append(r.waiting, rec)
 			} else {
 				r.holdings = true
 			}
@@ -243,14 +236,18 @@ func (s *Stage) recordsOnly(batch *pipeline.Batch) {
 			rec.Warn("GPUs released on Docker's records alone: NVML cross-check not done")
 		}
 	}
+	plan := &pipeline.ReleasePlan{}
 	batch.GPUs = make([]pipeline.GPUReport, 0, len(rows))
 	for _, key := range slices.Sorted(maps.Keys(rows)) {
 		r := rows[key]
 		r.report.Status = pipeline.GPUUnchecked
-		if r.released && !r.holdings {
-			r.report.Status = pipeline.GPUReleased
+		if len(r.waiting) > 0 && !r.holdings {
+			plan.Pending = append(plan.Pending, &pipeline.PendingGPU{UUID: r.report.UUID, Waiting: r.waiting})
 		}
 		batch.GPUs = append(batch.GPUs, r.report)
+	}
+	if release {
+		batch.Release = plan
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline/events"
 	"github.com/ds01/ds01-pipe/stages/attribute"
 	"github.com/ds01/ds01-pipe/stages/discover"
+	"github.com/ds01/ds01-pipe/stages/remove"
 )
 
 // These tests run against the real Docker engine (DESIGN.md section 9);
@@ -177,6 +178,18 @@ func TestIntegrationReconcileAndKill(t *testing.T) {
 	if err := s.Process(t.Context(), env, batch); err != nil {
 		t.Fatalf("release (run): %v", err)
 	}
+	if !alive(onReleased.pid()) {
+		t.Fatal("the release stage signalled a process before any removal")
+	}
+	// The removal, then the engine's settlement: only now is the GPU
+	// released and its orphan signalled.
+	rm := remove.New()
+	if err := rm.Process(t.Context(), env, batch); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if trained.Outcome.Status != pipeline.OutcomeRemoved {
+		t.Fatalf("outcome %+v, want removed", trained.Outcome)
+	}
 	if sig := onReleased.wait(t); sig != syscall.SIGTERM {
 		t.Errorf("orphan on the released GPU died of %v, want SIGTERM", sig)
 	}
@@ -204,6 +217,8 @@ func TestIntegrationReconcileAndKill(t *testing.T) {
 		fmt.Sprintf("gpu.unrecorded user=alice source=ds01-pipe/it container=%s gpu_uuid=%s pid=%d#", probe.Name, itGPU0, probePID),
 		fmt.Sprintf("gpu.orphan source=ds01-pipe/it gpu_uuid=%s pid=%d# used_memory_mib=1024", itGPU1, onReleased.pid()),
 		fmt.Sprintf("gpu.orphan source=ds01-pipe/it gpu_uuid=%s pid=%d# used_memory_mib=1024", itGPU2, elsewhere.pid()),
+		fmt.Sprintf("container.remove user=bob source=ds01-pipe/it container=%s reason=hold_expired stopped_duration=0h container_type=docker", held.Name),
+		fmt.Sprintf("gpu.release user=bob source=ds01-pipe/it container=%s gpu_uuid=%s reason=hold_expired", held.Name, itGPU1),
 		fmt.Sprintf("gpu.health_check source=ds01-pipe/it gpu_uuid=%s status=cleaned killed_processes=1#", itGPU1),
 	}
 	if fmt.Sprint(got) != fmt.Sprint(wantEvents) {
@@ -231,7 +246,7 @@ func TestIntegrationReleaseThenRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Outcome.Status = pipeline.OutcomeRemoved
-	pipeline.SettleReleases(env, batch)
+	pipeline.SettleReleases(t.Context(), env, batch)
 	evs := batch.TakeEvents()
 	if len(evs) != 1 || evs[0].Type != events.GPURelease {
 		t.Fatalf("events %v, want one gpu.release", evs)

@@ -74,6 +74,10 @@ func (p *procRoot) write(pid int, cgroupPath string, start uint64) {
 	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(strings.Join(fields, " ")+"\n"), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+	// In the PID namespace of this /proc: no container's.
+	if err := os.WriteFile(filepath.Join(dir, "status"), []byte("Name:\tjob\nNSpid:\t"+strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 // host makes pid a process in no container.
@@ -106,10 +110,11 @@ func host2() *nvml.Snapshot {
 	}}
 }
 
+// claims are engine-enforced claims (a DeviceRequest), as --gpus device=... writes them.
 func claims(uuids ...string) []pipeline.GPUClaim {
 	var out []pipeline.GPUClaim
 	for _, u := range uuids {
-		out = append(out, pipeline.GPUClaim{UUID: u, Source: pipeline.ClaimLabel})
+		out = append(out, pipeline.GPUClaim{UUID: u, Source: pipeline.ClaimDeviceRequest})
 	}
 	return out
 }
@@ -162,6 +167,41 @@ func run(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot, recs .
 	env := &pipeline.Env{Pipeline: "t", Mode: mode, Now: now, Log: log, GPU: &fakeGPU{snap: snap}, Stats: &pipeline.Stats{}}
 	batch := &pipeline.Batch{Records: recs, GPU: snap}
 	err := s.Process(context.Background(), env, batch)
+	var evs []string
+	for _, ev := range batch.TakeEvents() {
+		evs = append(evs, eventText(ev))
+	}
+	return result{batch: batch, events: evs, hook: hook, err: err}
+}
+
+// runRemoved runs the stage, then does what a remove stage does after it:
+// every record it may remove is removed (planned, in plan mode), and the
+// engine settles the releases and signals.
+func runRemoved(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot, recs ...*pipeline.Record) result {
+	t.Helper()
+	return runThen(t, s, mode, snap, func(*pipeline.Record) pipeline.OutcomeStatus {
+		if mode == pipeline.ModePlan {
+			return pipeline.OutcomePlanned
+		}
+		return pipeline.OutcomeRemoved
+	}, recs...)
+}
+
+// runThen runs the stage, gives each record it may remove the outcome
+// outcome returns, and settles.
+func runThen(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot, outcome func(*pipeline.Record) pipeline.OutcomeStatus, recs ...*pipeline.Record) result {
+	t.Helper()
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	env := &pipeline.Env{Pipeline: "t", Mode: mode, Now: now, Log: log, GPU: &fakeGPU{snap: snap}, Stats: &pipeline.Stats{}}
+	batch := &pipeline.Batch{Records: recs, GPU: snap}
+	err := s.Process(context.Background(), env, batch)
+	for _, rec := range recs {
+		if removable(rec) {
+			rec.Outcome.Status = outcome(rec)
+		}
+	}
+	pipeline.SettleReleases(context.Background(), env, batch)
 	var evs []string
 	for _, ev := range batch.TakeEvents() {
 		evs = append(evs, eventText(ev))
@@ -226,7 +266,13 @@ func noWarnings(t *testing.T, hook *logtest.Hook) {
 func TestReleasedOnceNVMLShowsNothing(t *testing.T) {
 	p := newProcRoot(t)
 	rec := exited(1, "alice", gpuA)
+	// The stage alone releases nothing: the container still holds its GPU.
 	res := run(t, stage(p.root), pipeline.ModeRun, host2(), rec)
+	if got := statuses(res.batch)[gpuA]; got != pipeline.GPUInUse || len(res.events) != 0 {
+		t.Errorf("before the removal: %s, events %v; want in_use, none", got, res.events)
+	}
+	rec = exited(1, "alice", gpuA)
+	res = runRemoved(t, stage(p.root), pipeline.ModeRun, host2(), rec)
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -249,10 +295,9 @@ func TestReleasedOnceNVMLShowsNothing(t *testing.T) {
 	if g := reportRow(t, res.batch, gpuA); !cmp.Equal(g.ClaimedBy, []string{cid(1)}) || g.Index != 0 || g.MIGParent != "" || g.Name == "" {
 		t.Errorf("row %+v", g)
 	}
-	// The release itself is the remove stage's to record (SettleReleases),
-	// once the container is gone.
-	if len(res.events) != 0 {
-		t.Errorf("events %v, want none", res.events)
+	// The release is recorded once the container is gone (SettleReleases).
+	if want := []string{"gpu.release user=alice container=c1 gpu_uuid=" + gpuA + " reason=hold_expired"}; !cmp.Equal(res.events, want) {
+		t.Errorf("events %v, want %v", res.events, want)
 	}
 	noWarnings(t, res.hook)
 }
@@ -408,7 +453,7 @@ func TestVanishedProcessIsDropped(t *testing.T) {
 func TestMIGSliceReleased(t *testing.T) {
 	p := newProcRoot(t)
 	rec := exited(3, "carol", mig1)
-	res := run(t, stage(p.root), pipeline.ModeRun, host2(), rec)
+	res := runRemoved(t, stage(p.root), pipeline.ModeRun, host2(), rec)
 	if !cmp.Equal(rec.ReleaseGPUs, []string{mig1}) {
 		t.Errorf("ReleaseGPUs = %v, want [%s]", rec.ReleaseGPUs, mig1)
 	}
@@ -525,7 +570,7 @@ func TestUnknownUUID(t *testing.T) {
 		snap := host2()
 		snap.Warnings = []string{"GPU 3: handle: ERROR_GPU_IS_LOST (GPU left out)"}
 		rec := exited(1, "alice", ghost)
-		res := run(t, stage(p.root), pipeline.ModeRun, snap, rec)
+		res := runRemoved(t, stage(p.root), pipeline.ModeRun, snap, rec)
 		g := res.batch.GPUs[len(res.batch.GPUs)-1]
 		if g.UUID != ghost || g.Index != -1 || g.Status != pipeline.GPUReleased {
 			t.Errorf("last row %+v, want %s at index -1, released on the records", g, ghost)
@@ -551,7 +596,7 @@ func TestProcessErrorNeverFree(t *testing.T) {
 	snap.Devices[1].ProcessError = "compute processes: ERROR_UNKNOWN"
 	snap.Devices[2].MIG[0].ProcessError = "compute processes: ERROR_NO_PERMISSION"
 	rec := exited(1, "alice", gpuA)
-	res := run(t, stage(p.root), pipeline.ModeRun, snap, rec)
+	res := runRemoved(t, stage(p.root), pipeline.ModeRun, snap, rec)
 	want := map[string]pipeline.GPUStatus{
 		gpuA: pipeline.GPUReleased, gpuB: pipeline.GPUUnchecked, gpuM: pipeline.GPUFree,
 		mig0: pipeline.GPUUnchecked, mig1: pipeline.GPUFree,
@@ -569,7 +614,7 @@ func TestNoNVML(t *testing.T) {
 	snap := &nvml.Snapshot{Backend: nvml.BackendSim, Unavailable: "NVML: ERROR_LIBRARY_NOT_FOUND"}
 	leaving := exited(1, "alice", gpuA)
 	staying := running(2, "bob", gpuB)
-	res := run(t, stage(p.root), pipeline.ModeRun, snap, leaving, staying)
+	res := runRemoved(t, stage(p.root), pipeline.ModeRun, snap, leaving, staying)
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -644,7 +689,7 @@ func TestPlanEmitsNothing(t *testing.T) {
 	snap.Devices[1].Processes = procs(4401)
 	s := stage(p.root)
 	s.KillOrphans = true
-	res := run(t, s, pipeline.ModePlan, snap, rec, other)
+	res := runRemoved(t, s, pipeline.ModePlan, snap, rec, other)
 	if len(res.events) != 0 {
 		t.Errorf("plan queued events %v", res.events)
 	}
@@ -770,44 +815,6 @@ func TestSample(t *testing.T) {
 	}
 }
 
-func TestParseStartTime(t *testing.T) {
-	for stat, want := range map[string]uint64{
-		"1 (systemd) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 17 170000 3000":          17,
-		"42 (a) b) (c) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 987654321 1 1":             987654321,
-		"7 (python3 train.py) S 1 7 7 34816 7 4194304 5 0 0 0 1 1 0 0 20 0 4 0 12345 99 99": 12345,
-	} {
-		if got, ok := parseStartTime(stat); !ok || got != want {
-			t.Errorf("parseStartTime(%q) = %d, %v; want %d", stat, got, ok, want)
-		}
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 nan"} {
-		if _, ok := parseStartTime(bad); ok {
-			t.Errorf("parseStartTime(%q) accepted", bad)
-		}
-	}
-}
-
-func TestForeignRuntime(t *testing.T) {
-	for text, want := range map[string]string{
-		"0::/user.slice/user-1000.slice/session-2.scope\n":                                            "",
-		"0::/system.slice/docker-" + cid(1) + ".scope\n":                                              "",
-		"0::/machine.slice/libpod-" + cid(1) + ".scope/container\n":                                   "podman",
-		"0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + cid(1) + ".scope\n":          "containerd (CRI)",
-		"12:memory:/kubepods/besteffort/pod1/" + cid(1) + "\n0::/\n":                                  "Kubernetes",
-		"0::/system.slice/crio-" + cid(1) + ".scope\n":                                                "CRI-O",
-		"0::/lxc.payload.box/init.scope\n":                                                            "LXC",
-		"not a cgroup line\n0::/user.slice\n":                                                         "",
-		"0::/system.slice/containerd.service\n":                                                       "",
-		"0::/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1234.scope/container\n":   "podman",
-		"0::/ds01.slice/ds01-student.slice/ds01-student-alice.slice/docker-" + cid(2) + ".scope\n":    "",
-		"1:name=systemd:/docker/" + cid(3) + "\n0::/system.slice/cri-containerd-" + cid(4) + ".scope": "containerd (CRI)",
-	} {
-		if got := foreignRuntime(text); got != want {
-			t.Errorf("foreignRuntime(%q) = %q, want %q", text, got, want)
-		}
-	}
-}
-
 // sleeper starts a child process that stays until it is killed; cleanup
 // kills it if the test did not. exitedCh is closed once it has exited, with
 // its state.
@@ -859,189 +866,4 @@ func (s *sleeper) wait(t *testing.T) syscall.Signal {
 		t.Fatalf("pid %d exited with %v, not by a signal", s.pid(), s.status)
 	}
 	return ws.Signal()
-}
-
-// Orphans are killed only on the GPUs this run released; elsewhere they are
-// reported and left alone.
-func TestKillOrphansOnReleasedGPUsOnly(t *testing.T) {
-	p := newProcRoot(t)
-	onReleased := startSleeper(t, "exec sleep 300")
-	elsewhere := startSleeper(t, "exec sleep 300")
-	p.host(onReleased.pid())
-	p.host(elsewhere.pid())
-	snap := host2()
-	snap.Devices[0].Processes = procs(onReleased.pid())
-	snap.Devices[1].Processes = procs(elsewhere.pid())
-	rec := exited(1, "alice", gpuA)
-
-	s := stage(p.root)
-	s.KillOrphans = true
-	s.KillGrace = "5s"
-	if err := s.Init(); err != nil {
-		t.Fatal(err)
-	}
-	res := run(t, s, pipeline.ModeRun, snap, rec)
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if sig := onReleased.wait(t); sig != syscall.SIGTERM {
-		t.Errorf("the orphan died of %v, want SIGTERM", sig)
-	}
-	if !elsewhere.running() {
-		t.Error("an orphan on a GPU this run did not release was killed")
-	}
-	a, b := reportRow(t, res.batch, gpuA), reportRow(t, res.batch, gpuB)
-	if a.Status != pipeline.GPUReleased || !a.Processes[0].Killed {
-		t.Errorf("released GPU %+v, want released with its orphan killed", a)
-	}
-	if b.Status != pipeline.GPUOrphaned || b.Processes[0].Killed {
-		t.Errorf("other GPU %+v, want orphaned, not killed", b)
-	}
-	want := []string{
-		fmt.Sprintf("gpu.orphan gpu_uuid=%s pid=%d# used_memory_mib=%d", gpuA, onReleased.pid(), onReleased.pid()%1000),
-		fmt.Sprintf("gpu.orphan gpu_uuid=%s pid=%d# used_memory_mib=%d", gpuB, elsewhere.pid(), elsewhere.pid()%1000),
-		"gpu.health_check gpu_uuid=" + gpuA + " status=cleaned killed_processes=1#",
-	}
-	if diff := cmp.Diff(want, res.events); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
-}
-
-// An orphan that ignores SIGTERM gets SIGKILL once the grace period is over.
-func TestKillEscalatesToSIGKILL(t *testing.T) {
-	p := newProcRoot(t)
-	stubborn := startSleeper(t, `trap "" TERM; exec sleep 300`)
-	time.Sleep(100 * time.Millisecond) // let the shell install the trap before it execs
-	p.host(stubborn.pid())
-	snap := host2()
-	snap.Devices[0].Processes = procs(stubborn.pid())
-	s := stage(p.root)
-	s.KillOrphans, s.KillGrace = true, "300ms"
-	if err := s.Init(); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	res := run(t, s, pipeline.ModeRun, snap, exited(1, "alice", gpuA))
-	if sig := stubborn.wait(t); sig != syscall.SIGKILL {
-		t.Errorf("died of %v, want SIGKILL", sig)
-	}
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Errorf("SIGKILL after %v, before the grace period", d)
-	}
-	if g := reportRow(t, res.batch, gpuA); !g.Processes[0].Killed {
-		t.Errorf("row %+v, want the process marked killed", g)
-	}
-}
-
-func quiet() logrus.FieldLogger {
-	l, _ := logtest.NewNullLogger()
-	return l
-}
-
-// Just before the kill the stage re-reads /proc: a PID that now names
-// another process, or that joined a container, is not signalled.
-func TestKillReverifies(t *testing.T) {
-	cases := []struct {
-		name   string
-		change func(p *procRoot, pid int)
-		want   string
-	}{
-		{"reused PID", func(p *procRoot, pid int) { p.write(pid, "/user.slice/session-9.scope", 1) }, "another process"},
-		{"now in a container", func(p *procRoot, pid int) { p.inContainer(pid, cid(5)) }, "belongs to a container"},
-		{"now in a podman container", func(p *procRoot, pid int) {
-			p.write(pid, "/machine.slice/libpod-"+cid(5)+".scope", uint64(100000+pid))
-		}, "podman"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p := newProcRoot(t)
-			victim := startSleeper(t, "exec sleep 300")
-			pid := victim.pid()
-			p.host(pid)
-			v := &view{pids: map[int]*pidInfo{}, log: quiet()}
-			info := v.lookup(nvml.ProcFS{Root: p.root}, p.root, pid)
-			if !info.orphan() || !info.hasStart {
-				t.Fatalf("mapping %+v, want an orphan with a start time", info)
-			}
-			c.change(p, pid)
-			target := &killTarget{row: &row{report: pipeline.GPUReport{UUID: gpuA}}, proc: &proc{pid: pid, info: info}}
-			k := &killer{procfs: nvml.ProcFS{Root: p.root}, root: p.root, grace: time.Second, log: quiet()}
-			k.run(context.Background(), []*killTarget{target})
-			if target.signalled || target.exited || !strings.Contains(target.reason, c.want) {
-				t.Errorf("target %+v, want refused: %s", target, c.want)
-			}
-			if !victim.running() {
-				t.Error("the process was killed")
-			}
-		})
-	}
-	t.Run("already gone", func(t *testing.T) {
-		p := newProcRoot(t)
-		gone := startSleeper(t, "exec sleep 300")
-		pid := gone.pid()
-		p.host(pid)
-		info := (&view{pids: map[int]*pidInfo{}, log: quiet()}).lookup(nvml.ProcFS{Root: p.root}, p.root, pid)
-		_ = gone.cmd.Process.Kill()
-		gone.wait(t)
-		target := &killTarget{row: &row{}, proc: &proc{pid: pid, info: info}}
-		(&killer{procfs: nvml.ProcFS{Root: p.root}, root: p.root, log: quiet()}).run(context.Background(), []*killTarget{target})
-		if target.signalled || !target.exited {
-			t.Errorf("target %+v, want exited without a signal", target)
-		}
-	})
-	t.Run("never PID 1", func(t *testing.T) {
-		target := &killTarget{row: &row{}, proc: &proc{pid: 1, info: &pidInfo{hasStart: true}}}
-		(&killer{log: quiet()}).run(context.Background(), []*killTarget{target})
-		if target.signalled || !strings.Contains(target.reason, "never killed") {
-			t.Errorf("target %+v", target)
-		}
-	})
-}
-
-// A process on several GPUs is killed only when every GPU it runs on was
-// released this run, and then once.
-func TestKillMultiGPUOrphan(t *testing.T) {
-	t.Run("all its GPUs released", func(t *testing.T) {
-		p := newProcRoot(t)
-		multi := startSleeper(t, "exec sleep 300")
-		p.host(multi.pid())
-		snap := host2()
-		snap.Devices[0].Processes = procs(multi.pid())
-		snap.Devices[1].Processes = procs(multi.pid())
-		s := stage(p.root)
-		s.KillOrphans = true
-		if err := s.Init(); err != nil {
-			t.Fatal(err)
-		}
-		res := run(t, s, pipeline.ModeRun, snap, exited(1, "alice", gpuA, gpuB))
-		multi.wait(t)
-		for _, uuid := range []string{gpuA, gpuB} {
-			if g := reportRow(t, res.batch, uuid); g.Status != pipeline.GPUReleased || !g.Processes[0].Killed {
-				t.Errorf("row %+v, want released with the process killed", g)
-			}
-		}
-		if n := len(res.events); n != 4 { // two orphan reports, two health checks
-			t.Errorf("events %v", res.events)
-		}
-	})
-	t.Run("one GPU not released", func(t *testing.T) {
-		p := newProcRoot(t)
-		multi := startSleeper(t, "exec sleep 300")
-		p.host(multi.pid())
-		snap := host2()
-		snap.Devices[0].Processes = procs(multi.pid())
-		snap.Devices[1].Processes = procs(multi.pid())
-		s := stage(p.root)
-		s.KillOrphans = true
-		if err := s.Init(); err != nil {
-			t.Fatal(err)
-		}
-		res := run(t, s, pipeline.ModeRun, snap, exited(1, "alice", gpuA))
-		if !multi.running() {
-			t.Fatal("killed an orphan that also runs on a GPU this run did not release")
-		}
-		if g := reportRow(t, res.batch, gpuA); g.Status != pipeline.GPUOrphaned || g.Processes[0].Killed {
-			t.Errorf("row %+v, want orphaned, not killed", g)
-		}
-	})
 }

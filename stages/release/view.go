@@ -2,12 +2,15 @@ package release
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ds01/ds01-pipe/nvml"
@@ -15,21 +18,13 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline/events"
 )
 
-// Detail keys and values of the stage's events.
+// Detail keys of the stage's events.
 const (
 	detailContainer       = "container"
 	detailGPUUUID         = "gpu_uuid"
 	detailPID             = "pid"
 	detailUsedMemory      = "used_memory_mib"
-	detailStatus          = "status"
-	detailKilledProcesses = "killed_processes"
-
-	// StatusCleaned is DS01's gpu.health_check status once every orphan on
-	// a GPU is gone.
-	StatusCleaned = "cleaned"
-	// StatusKillFailed is the gpu.health_check status when an orphan
-	// survived (or could not safely be signalled).
-	StatusKillFailed = "kill_failed"
+	detailFormerContainer = "former_container_id"
 )
 
 // view is the reconciled picture of one run: a row per device and slice.
@@ -51,11 +46,12 @@ type row struct {
 	claimants    []*pipeline.Record
 	procs        []*proc
 
-	unrecorded bool
-	inUse      bool
-	released   bool
-	orphans    int
-	base       pipeline.GPUStatus // the status orphans aside
+	unrecorded  bool
+	inUse       bool
+	released    bool // a container about to be removed releases it
+	orphans     int
+	unaccounted int
+	pending     bool // released once its containers are confirmed gone
 }
 
 // proc is one compute process on a row.
@@ -64,29 +60,172 @@ type proc struct {
 	mem  uint64
 	info *pidInfo
 	rec  *pipeline.Record // the batch record the process belongs to, if any
-	// index of the process in the row's report
-	at int
 }
 
-// pidInfo is what /proc says about one PID, read once per run.
+// kind is what the stage made of a PID.
+type kind int
+
+const (
+	kindGone        kind = iota // exited since NVML listed it: dropped
+	kindContainer               // a Docker container of this engine that exists
+	kindRuntime                 // some other container: another runtime, engine or PID namespace
+	kindOrphan                  // in no live container
+	kindUnaccounted             // could not be explained
+)
+
+// pidInfo is what the stage knows about one PID, read once per run.
 type pidInfo struct {
-	gone      bool   // the process exited since NVML listed it
-	container string // Docker container ID, "" for none
-	foreign   string // a non-Docker container runtime seen in its cgroup
-	err       error  // the mapping failed: the owner is unknown
-	start     uint64 // start time in clock ticks since boot (/proc/<pid>/stat)
-	hasStart  bool
+	kind      kind
+	id        nvml.Identity
+	container string // Docker container ID it belongs to (kindContainer, or named by its cgroup)
+	former    string // the gone container its cgroup names (kindOrphan)
+	runtime   string // who holds it (kindRuntime)
+	why       string // kindUnaccounted: what could not be read
 }
 
-// orphan reports whether the process is known to belong to no container.
-func (p *pidInfo) orphan() bool {
-	return p.err == nil && !p.gone && p.container == "" && p.foreign == ""
+// membership answers "whose process is this?" for the PIDs of one run.
+type membership struct {
+	ctx    context.Context
+	env    *pipeline.Env
+	procfs nvml.ProcFS
+	byID   map[string]*pipeline.Record
+	live   map[int]*pipeline.Record // main PID of each live container
+	// liveCgroups are the cgroup paths of each live container's main
+	// process, read when first needed.
+	liveCgroups map[*pipeline.Record][]string
+	inspected   map[string]error // container ID -> the engine's answer (nil: exists)
+	log         logrus.FieldLogger
+}
+
+func newMembership(ctx context.Context, env *pipeline.Env, procfs nvml.ProcFS, recs []*pipeline.Record, log logrus.FieldLogger) *membership {
+	m := &membership{ctx: ctx, env: env, procfs: procfs, byID: map[string]*pipeline.Record{},
+		live: map[int]*pipeline.Record{}, inspected: map[string]error{}, log: log}
+	for _, rec := range recs {
+		m.byID[rec.Container.ID] = rec
+		if rec.Container.State.Live() && rec.Container.PID > 0 {
+			m.live[rec.Container.PID] = rec
+		}
+	}
+	return m
+}
+
+// classify maps one PID. Only a process with no sign of any live container
+// is an orphan; one that cannot be read is unaccounted, never free.
+func (m *membership) classify(pid int) *pidInfo {
+	info := &pidInfo{}
+	id, err := m.procfs.Identify(pid)
+	info.id = id
+	if errors.Is(err, nvml.ErrNoProcess) {
+		info.kind = kindGone
+		return info
+	}
+	// The container's own record comes first: its recorded PID, then its
+	// cgroup, whatever the driver, version, parent or nesting.
+	if rec := m.live[pid]; rec != nil {
+		return m.inContainer(info, rec.Container.ID)
+	}
+	if rec := m.underLive(id.Cgroups); rec != nil {
+		return m.inContainer(info, rec.Container.ID)
+	}
+	if id.ContainerID != "" {
+		if _, ok := m.byID[id.ContainerID]; ok {
+			return m.inContainer(info, id.ContainerID)
+		}
+	}
+	if err != nil {
+		info.kind, info.why = kindUnaccounted, err.Error()
+		return info
+	}
+	if id.Runtime != "" {
+		info.kind, info.runtime = kindRuntime, id.Runtime
+		return info
+	}
+	if id.ContainerID != "" && m.env.Docker == nil {
+		return m.inContainer(info, id.ContainerID) // nobody to confirm it gone
+	}
+	if id.ContainerID != "" {
+		switch err := m.inspect(id.ContainerID); {
+		case err == nil:
+			return m.inContainer(info, id.ContainerID)
+		case !cerrdefs.IsNotFound(err):
+			info.kind, info.why = kindUnaccounted, fmt.Sprintf("its cgroup names container %.12s, which the engine could not confirm: %v", id.ContainerID, err)
+			return info
+		}
+		// Gone from this engine; another engine or runtime may still run
+		// it, which the checks below see.
+	}
+	switch {
+	case id.Namespaced:
+		info.kind, info.runtime = kindRuntime, "a container in another PID namespace"
+	case id.Supervisor != "":
+		info.kind, info.runtime = kindRuntime, "a container run by "+id.Supervisor
+	default:
+		info.kind, info.former = kindOrphan, id.ContainerID
+		return info
+	}
+	info.container = id.ContainerID
+	if id.ContainerID != "" {
+		info.runtime += " (not this engine's)"
+	}
+	return info
+}
+
+func (m *membership) inContainer(info *pidInfo, id string) *pidInfo {
+	info.kind, info.container = kindContainer, id
+	return info
+}
+
+// underLive returns the live container of the batch whose cgroup holds one
+// of paths (the same path, or below it in the same hierarchy).
+func (m *membership) underLive(paths []string) *pipeline.Record {
+	if len(paths) == 0 || len(m.live) == 0 {
+		return nil
+	}
+	if m.liveCgroups == nil {
+		m.liveCgroups = map[*pipeline.Record][]string{}
+		for pid, rec := range m.live {
+			id, err := m.procfs.Identify(pid)
+			if len(id.Cgroups) == 0 {
+				m.log.WithField("container", rec.Container.Name).WithError(err).Debug("cannot read the cgroup of a live container")
+				continue
+			}
+			m.liveCgroups[rec] = id.Cgroups
+		}
+	}
+	for rec, own := range m.liveCgroups {
+		for _, c := range own {
+			if c == "/" || strings.Contains(c, "..") {
+				continue // no container owns the root (or a path outside this /proc's view)
+			}
+			for _, p := range paths {
+				if p == c || strings.HasPrefix(p, c+"/") {
+					return rec
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// inspect asks the engine about a container outside the batch, once per run.
+func (m *membership) inspect(id string) error {
+	if err, ok := m.inspected[id]; ok {
+		return err
+	}
+	ctx, cancel := m.env.Call(m.ctx)
+	_, err := m.env.Docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	cancel()
+	if m.env.Stats != nil {
+		m.env.Stats.InspectCalls.Add(1)
+	}
+	m.inspected[id] = err
+	return err
 }
 
 // reconcile builds the view from the snapshot and the records, sets the
 // records' NVML claims, gpu_busy verdicts and ReleaseGPUs, and the rows'
-// statuses. It emits nothing and kills nothing.
-func (s *Stage) reconcile(env *pipeline.Env, batch *pipeline.Batch, snap *nvml.Snapshot) *view {
+// statuses. It emits nothing and signals nothing.
+func (s *Stage) reconcile(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch, snap *nvml.Snapshot) *view {
 	v := &view{mode: Mode(s.Mode), byKey: map[string]*row{}, pids: map[int]*pidInfo{}, log: logger(env)}
 	for _, d := range snap.Devices {
 		v.add(&row{
@@ -136,27 +275,30 @@ func (s *Stage) reconcile(env *pipeline.Env, batch *pipeline.Batch, snap *nvml.S
 	}
 
 	// Processes: map each PID once, attribute it.
-	procfs := nvml.ProcFS{Root: s.ProcRoot}
-	byID := make(map[string]*pipeline.Record, len(batch.Records))
-	for _, rec := range batch.Records {
-		byID[rec.Container.ID] = rec
-	}
+	m := newMembership(ctx, env, nvml.ProcFS{Root: s.ProcRoot}, batch.Records, v.log)
 	busy := map[*pipeline.Record]*proc{}
 	busyRow := map[*pipeline.Record]*row{}
 	for _, r := range v.rows {
 		for _, p := range r.procs {
-			p.info = v.lookup(procfs, s.ProcRoot, p.pid)
+			p.info = v.lookup(m, p.pid)
 		}
-		r.procs = slices.DeleteFunc(r.procs, func(p *proc) bool { return p.info.gone })
-		for i, p := range r.procs {
-			p.at = i
-			r.report.Processes = append(r.report.Processes, pipeline.GPUProcess{PID: p.pid, ContainerID: p.info.container, UsedMemoryMiB: p.mem})
-			switch {
-			case p.info.orphan():
+		// Only a process whose exit is confirmed is dropped.
+		r.procs = slices.DeleteFunc(r.procs, func(p *proc) bool { return p.info.kind == kindGone })
+		for _, p := range r.procs {
+			gp := pipeline.GPUProcess{PID: p.pid, UsedMemoryMiB: p.mem, ContainerID: p.info.container}
+			switch p.info.kind {
+			case kindOrphan:
 				r.orphans++
-			case p.info.container != "":
-				p.rec = byID[p.info.container]
+				gp.FormerContainerID = p.info.former
+			case kindUnaccounted:
+				r.unaccounted++
+				gp.Unaccounted = p.info.why
+			case kindRuntime:
 				r.inUse = true
+				gp.Runtime = p.info.runtime
+			case kindContainer:
+				r.inUse = true
+				p.rec = m.byID[p.info.container]
 				if p.rec == nil {
 					break // a container outside this pipeline's scope
 				}
@@ -169,11 +311,8 @@ func (s *Stage) reconcile(env *pipeline.Env, batch *pipeline.Batch, snap *nvml.S
 						p.rec.GPUs = append(p.rec.GPUs, pipeline.GPUClaim{UUID: r.report.UUID, Source: pipeline.ClaimNVML})
 					}
 				}
-			default:
-				// A foreign runtime's container, or a PID whose owner could
-				// not be read: in use by someone, never an orphan.
-				r.inUse = true
 			}
+			r.report.Processes = append(r.report.Processes, gp)
 		}
 	}
 
@@ -229,28 +368,25 @@ func (s *Stage) reconcile(env *pipeline.Env, batch *pipeline.Batch, snap *nvml.S
 	}
 
 	for _, r := range v.rows {
-		r.base = pipeline.GPUFree
+		// A GPU is released only when nothing of a live container and
+		// nothing unexplained remains on it; until its containers are
+		// confirmed gone (SettleReleases) they still hold it.
+		r.pending = r.released && !r.inUse && !r.unrecorded && r.unaccounted == 0
 		switch {
-		case !r.known:
-			// Claimed, but NVML could not list it: Docker's word only, as
-			// without NVML.
-			r.base = pipeline.GPUUnchecked
-			if r.released && !r.inUse {
-				r.base = pipeline.GPUReleased
-			}
-		case r.unrecorded:
-			r.base = pipeline.GPUUnrecorded
-		case r.inUse:
-			r.base = pipeline.GPUInUse
-		case r.released:
-			r.base = pipeline.GPUReleased
-		}
-		if r.base == pipeline.GPUFree && r.processError != "" {
-			r.base = pipeline.GPUUnchecked // unknown is never free
-		}
-		r.report.Status = r.base
-		if r.orphans > 0 {
+		case r.orphans > 0:
 			r.report.Status = pipeline.GPUOrphaned
+		case r.unaccounted > 0:
+			r.report.Status = pipeline.GPUUnaccounted
+		case !r.known:
+			r.report.Status = pipeline.GPUUnchecked // Docker's word only, as without NVML
+		case r.unrecorded:
+			r.report.Status = pipeline.GPUUnrecorded
+		case r.inUse, r.pending:
+			r.report.Status = pipeline.GPUInUse
+		case r.processError != "":
+			r.report.Status = pipeline.GPUUnchecked // unknown is never free
+		default:
+			r.report.Status = pipeline.GPUFree
 		}
 	}
 	return v
@@ -264,36 +400,21 @@ func (v *view) add(r *row, procs []nvml.Process) {
 	v.byKey[strings.ToLower(r.report.UUID)] = r
 }
 
-// lookup maps a PID to its container, once per run.
-func (v *view) lookup(procfs nvml.ProcFS, root string, pid int) *pidInfo {
+// lookup maps a PID, once per run.
+func (v *view) lookup(m *membership, pid int) *pidInfo {
 	if info, ok := v.pids[pid]; ok {
 		return info
 	}
-	info := &pidInfo{}
+	info := m.classify(pid)
 	v.pids[pid] = info
-	id, err := procfs.ContainerID(pid)
-	switch {
-	case errors.Is(err, nvml.ErrNoProcess):
-		info.gone = true
-		v.log.WithField("pid", pid).Debug("GPU process exited since the snapshot")
-		return info
-	case err != nil:
-		info.err = err
-		v.log.WithField("pid", pid).WithError(err).Warn("cannot map a GPU process to a container; counted as in use")
-		return info
-	}
-	info.container = id
-	if id == "" {
-		// Read what a kill would need to re-check, now, close to the
-		// snapshot: a runtime other than Docker, and the start time that
-		// tells this process from a later one with the same PID.
-		if text, err := readCgroup(root, pid); err == nil {
-			info.foreign = foreignRuntime(text)
-		}
-		if info.foreign != "" {
-			v.log.WithField("pid", pid).WithField("runtime", info.foreign).Info("GPU process in a non-Docker container: not an orphan")
-		}
-		info.start, info.hasStart = startTime(root, pid)
+	l := v.log.WithField("pid", pid)
+	switch info.kind {
+	case kindGone:
+		l.Debug("GPU process exited since the snapshot")
+	case kindUnaccounted:
+		l.WithField("detail", info.why).Warn("GPU process not accounted for: the GPU counts as neither free nor released")
+	case kindRuntime:
+		l.WithField("runtime", info.runtime).Info("GPU process in a container of another runtime: in use, not an orphan")
 	}
 	return info
 }
@@ -310,11 +431,27 @@ func (v *view) covers(rec *pipeline.Record, r *row) bool {
 // recorded reports whether a Docker record (not NVML) claims uuid.
 func recorded(rec *pipeline.Record, uuid string) bool {
 	for _, g := range rec.GPUs {
-		if g.Source != pipeline.ClaimNVML && strings.EqualFold(g.UUID, uuid) {
+		if g.Source != pipeline.ClaimNVML && g.UUID != "" && strings.EqualFold(g.UUID, uuid) {
 			return true
 		}
 	}
 	return false
+}
+
+// enforced reports whether every Docker record of rec on uuid is enforced
+// by the engine (see pipeline.GPUClaim.Enforced).
+func enforced(rec *pipeline.Record, uuid string) bool {
+	found := false
+	for _, g := range rec.GPUs {
+		if g.Source == pipeline.ClaimNVML || !strings.EqualFold(g.UUID, uuid) {
+			continue
+		}
+		if !g.Enforced(&rec.Container) {
+			return false
+		}
+		found = true
+	}
+	return found
 }
 
 func hasClaim(rec *pipeline.Record, uuid string) bool {
@@ -335,25 +472,29 @@ func hasSource(rec *pipeline.Record, uuid string, src pipeline.ClaimSource) bool
 	return false
 }
 
-// emitReports queues a gpu.orphan event per orphaned process and a
-// gpu.unrecorded event per process of a container with no allocation
-// record for its device.
+// emitReports queues a gpu.orphan event per orphaned process (with the
+// container it outlived, if any) and a gpu.unrecorded event per process of
+// a container with no allocation record for its device.
 func (v *view) emitReports(env *pipeline.Env, batch *pipeline.Batch) {
 	now := time.Now()
 	for _, r := range v.rows {
 		for _, p := range r.procs {
 			switch {
-			case p.info.orphan():
-				v.log.WithField("gpu_uuid", r.report.UUID).WithField("pid", p.pid).WithField("used_memory_mib", p.mem).
-					Warn("orphaned GPU process: it belongs to no container")
-				batch.Emit(events.Event{
-					Time: now, Type: events.GPUOrphan, Source: env.Source(),
-					Details: []events.Field{
-						events.F(detailGPUUUID, r.report.UUID),
-						events.F(detailPID, p.pid),
-						events.F(detailUsedMemory, p.mem),
-					},
-				})
+			case p.info.kind == kindOrphan:
+				l := v.log.WithField("gpu_uuid", r.report.UUID).WithField("pid", p.pid).WithField("used_memory_mib", p.mem)
+				details := []events.Field{
+					events.F(detailGPUUUID, r.report.UUID),
+					events.F(detailPID, p.pid),
+					events.F(detailUsedMemory, p.mem),
+				}
+				if p.info.former != "" {
+					l = l.WithField(detailFormerContainer, p.info.former)
+					details = append(details, events.F(detailFormerContainer, p.info.former))
+					l.Warn("orphaned GPU process: it outlived its container, which the engine confirms is gone")
+				} else {
+					l.Warn("orphaned GPU process: it belongs to no container")
+				}
+				batch.Emit(events.Event{Time: now, Type: events.GPUOrphan, Source: env.Source(), Details: details})
 			case p.rec != nil && !v.covers(p.rec, r):
 				user := p.rec.Owner.Name
 				if user == "" {
@@ -374,95 +515,41 @@ func (v *view) emitReports(env *pipeline.Env, batch *pipeline.Batch) {
 	}
 }
 
-// killTarget is one orphan the stage may kill.
-type killTarget struct {
-	row  *row
-	proc *proc
-
-	signalled bool // SIGTERM or SIGKILL was delivered
-	exited    bool // the process is gone
-	reason    string
-}
-
-// killTargets lists the orphans on the GPUs this run released (the
-// status they would have, orphans aside, is released) and whose processes
-// NVML could read. Orphans anywhere else are reported, never killed, and so
-// is an orphan that also runs on such another GPU.
-func (v *view) killTargets() []*killTarget {
-	eligible := func(r *row) bool {
-		return r.base == pipeline.GPUReleased && r.known && r.processError == ""
-	}
-	elsewhere := map[int]string{} // orphan PID -> a GPU where it must not be killed
+// plan is what the engine settles after the removals: the GPUs waiting on
+// them, and the orphans (with the GPUs each runs on).
+func (v *view) plan(s *Stage) *pipeline.ReleasePlan {
+	plan := &pipeline.ReleasePlan{KillOrphans: s.KillOrphans, KillGrace: s.grace, Proc: nvml.ProcFS{Root: s.ProcRoot}}
 	for _, r := range v.rows {
-		if eligible(r) {
+		if !r.pending {
 			continue
 		}
-		for _, p := range r.procs {
-			if p.info.orphan() {
-				elsewhere[p.pid] = r.report.UUID
+		p := &pipeline.PendingGPU{UUID: r.report.UUID, Killable: r.known && r.processError == ""}
+		for _, rec := range r.claimants {
+			if slices.ContainsFunc(rec.ReleaseGPUs, func(u string) bool { return strings.EqualFold(u, r.report.UUID) }) {
+				p.Waiting = append(p.Waiting, rec)
+				p.Killable = p.Killable && enforced(rec, r.report.UUID)
 			}
 		}
+		plan.Pending = append(plan.Pending, p)
 	}
-	var out []*killTarget
+	byPID := map[int]*pipeline.Orphan{}
 	for _, r := range v.rows {
-		if !eligible(r) || r.orphans == 0 {
-			continue
-		}
 		for _, p := range r.procs {
-			if !p.info.orphan() {
+			if p.info.kind != kindOrphan {
 				continue
 			}
-			if uuid, ok := elsewhere[p.pid]; ok {
-				v.log.WithField("pid", p.pid).WithField("gpu_uuid", r.report.UUID).
-					Infof("orphaned GPU process not killed: it also runs on %s, which this run did not release", uuid)
-				continue
+			o := byPID[p.pid]
+			if o == nil {
+				o = &pipeline.Orphan{PID: p.pid, Identity: p.info.id, FormerContainer: p.info.former}
+				byPID[p.pid] = o
+				plan.Orphans = append(plan.Orphans, o)
 			}
-			out = append(out, &killTarget{row: r, proc: p})
-		}
-	}
-	return out
-}
-
-// afterKills marks the killed processes, queues one gpu.health_check per
-// GPU, and gives a GPU whose orphans are all gone its status back.
-func (v *view) afterKills(env *pipeline.Env, batch *pipeline.Batch, targets []*killTarget) {
-	type tally struct{ killed, left int }
-	perRow := map[*row]*tally{}
-	var order []*row
-	for _, t := range targets {
-		tl := perRow[t.row]
-		if tl == nil {
-			tl = &tally{}
-			perRow[t.row] = tl
-			order = append(order, t.row)
-		}
-		if t.exited {
-			if t.signalled {
-				tl.killed++
-				t.row.report.Processes[t.proc.at].Killed = true
+			if !slices.Contains(o.GPUs, r.report.UUID) {
+				o.GPUs = append(o.GPUs, r.report.UUID)
 			}
-			continue
 		}
-		tl.left++
 	}
-	now := time.Now()
-	for _, r := range order {
-		tl := perRow[r]
-		status := StatusCleaned
-		if tl.left > 0 {
-			status = StatusKillFailed
-		} else {
-			r.report.Status = r.base
-		}
-		batch.Emit(events.Event{
-			Time: now, Type: events.GPUHealthCheck, Source: env.Source(),
-			Details: []events.Field{
-				events.F(detailGPUUUID, r.report.UUID),
-				events.F(detailStatus, status),
-				events.F(detailKilledProcesses, tl.killed),
-			},
-		})
-	}
+	return plan
 }
 
 // reports returns the rows sorted by device index, then MIG index; rows
@@ -490,11 +577,16 @@ func (v *view) reports() []pipeline.GPUReport {
 
 func (v *view) logSummary(log logrus.FieldLogger) {
 	counts := map[pipeline.GPUStatus]int{}
+	pending := 0
 	for _, r := range v.rows {
 		counts[r.report.Status]++
+		if r.pending {
+			pending++
+		}
 	}
-	log.WithField("released", counts[pipeline.GPUReleased]).
+	log.WithField("to_release", pending).
 		WithField("orphaned", counts[pipeline.GPUOrphaned]).
+		WithField("unaccounted", counts[pipeline.GPUUnaccounted]).
 		WithField("unrecorded", counts[pipeline.GPUUnrecorded]).
 		WithField("in_use", counts[pipeline.GPUInUse]).
 		WithField("free", counts[pipeline.GPUFree]).

@@ -115,6 +115,7 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 		for _, rec := range targets {
 			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomePlanned}
 		}
+		pipeline.SettleReleases(ctx, env, batch) // the report shows what a run would release
 		return nil
 	}
 
@@ -130,7 +131,9 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	// Whatever happened to the run, what was removed is recorded: GPU
 	// releases first, then the removals, in record order (DS01 releases a
 	// container's GPUs before it runs docker rm).
-	pipeline.SettleReleases(env, batch)
+	// Processes are signalled (kill_orphans) only here, after that
+	// confirmation, and only on the GPUs released.
+	pipeline.SettleReleases(ctx, env, batch)
 	for _, rec := range targets {
 		if rec.Outcome.Status == pipeline.OutcomeRemoved {
 			batch.Emit(Event(env, rec, time.Now()))
