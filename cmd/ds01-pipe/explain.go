@@ -467,4 +467,3 @@ func safe(s string) string {
 	}
 	return b.String()
 }
-
