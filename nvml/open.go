@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // SimFileEnv names the environment variable that selects the simulator
@@ -20,6 +20,9 @@ const maxSimFileSize = 8 << 20
 type Options struct {
 	Backend string // "auto" | "nvml" | "sim" | "none" ("" = auto)
 	SimFile string // for "sim"
+	// Trust is who may have written the simulation file (as root: root
+	// and the pipeline's trusted groups).
+	Trust safefile.Trust
 }
 
 // WithEnv applies the DS01_PIPE_NVML_SIM override: when lookup finds it set
@@ -28,7 +31,7 @@ type Options struct {
 // of hidden inputs and lets tests pass a map.
 func (o Options) WithEnv(lookup func(string) (string, bool)) Options {
 	if path, ok := lookup(SimFileEnv); ok && path != "" {
-		return Options{Backend: BackendSim, SimFile: path}
+		return Options{Backend: BackendSim, SimFile: path, Trust: o.Trust}
 	}
 	return o
 }
@@ -57,7 +60,7 @@ func Open(opts Options) (Backend, error) {
 		b, _ := openNVML()
 		return b, nil
 	case BackendSim:
-		return openSim(opts.SimFile)
+		return openSim(opts.SimFile, opts.Trust)
 	case BackendNone:
 		return unavailable{name: BackendNone, reason: `GPU backend is "none"`}, nil
 	default:
@@ -65,12 +68,18 @@ func Open(opts Options) (Backend, error) {
 	}
 }
 
-func openSim(path string) (Backend, error) {
+func openSim(path string, trust safefile.Trust) (Backend, error) {
 	if path == "" {
 		return nil, errors.New(`nvml: GPU backend "sim" needs a simulation file (sim_file)`)
 	}
-	data, err := readLimited(path, maxSimFileSize)
+	// A FIFO or device is refused without blocking (validate must never
+	// hang), and as root so is a file an untrusted user could write.
+	data, err := safefile.Read(context.Background(), path, safefile.Options{MaxSize: maxSimFileSize, Trust: trust})
 	if err != nil {
+		var ie *safefile.InsecureError
+		if errors.As(err, &ie) {
+			return nil, err // says everything, with the path
+		}
 		return nil, &SimFileError{Path: path, Msg: err.Error(), Err: err}
 	}
 	snap, err := ParseSim(path, data)
@@ -78,22 +87,6 @@ func openSim(path string) (Backend, error) {
 		return nil, err
 	}
 	return &simBackend{snap: snap}, nil
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("file is larger than %d bytes", limit)
-	}
-	return data, nil
 }
 
 // simBackend serves the snapshot parsed from a simulation file.

@@ -2,8 +2,13 @@ package nvml
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
+	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestOpenUnknownBackend(t *testing.T) {
@@ -69,14 +74,14 @@ func TestOptionsWithEnv(t *testing.T) {
 	env := func(vars map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	}
-	if got := pipeline.WithEnv(env(nil)); got != pipeline {
+	if got := pipeline.WithEnv(env(nil)); !reflect.DeepEqual(got, pipeline) {
 		t.Errorf("unset: got %+v, want %+v", got, pipeline)
 	}
-	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: ""})); got != pipeline {
+	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: ""})); !reflect.DeepEqual(got, pipeline) {
 		t.Errorf("empty: got %+v, want %+v", got, pipeline)
 	}
 	want := Options{Backend: BackendSim, SimFile: "/tmp/gpus.json"}
-	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: "/tmp/gpus.json"})); got != want {
+	if got := pipeline.WithEnv(env(map[string]string{SimFileEnv: "/tmp/gpus.json"})); !reflect.DeepEqual(got, want) {
 		t.Errorf("set: got %+v, want %+v", got, want)
 	}
 }
@@ -142,5 +147,30 @@ func TestRealNVMLSmoke(t *testing.T) {
 	}
 	if s.Queries.ProcessQueries > len(seen) {
 		t.Errorf("%d process queries for %d devices and slices", s.Queries.ProcessQueries, len(seen))
+	}
+}
+
+// A simulation file that is a FIFO or a device is refused at once, never
+// read: validate must not hang on one.
+func TestOpenSimRefusesNonRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "gpus.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Open(Options{Backend: BackendSim, SimFile: path})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var se *SimFileError
+			if !errors.As(err, &se) || se.Path != path || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("Open(%s) = %v, want a *SimFileError saying it is not a regular file", path, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Open(%s) blocked", path)
+		}
 	}
 }

@@ -339,9 +339,6 @@ func (p *simParser) validate(f *simFile) error {
 		if !isNVMLErrorName(*f.InitError) {
 			return p.errAt("init_error", "init_error %q is not an NVML error name such as \"ERROR_LIBRARY_NOT_FOUND\" (use null for a working driver)", *f.InitError)
 		}
-		if len(f.Devices) > 0 {
-			return p.errAt("init_error", "init_error is set, so NVML would list no devices: remove the devices or set init_error to null")
-		}
 	}
 	uuids := make(map[string]string) // lower-case UUID -> path of its first use
 	indices := make(map[int]string)  // device index -> path of its first use
@@ -488,6 +485,12 @@ func (f *simFile) snapshot() *Snapshot {
 	if f.InitError != nil {
 		s.Available = false
 		s.Unavailable = "NVML: " + *f.InitError
+		if n := len(f.Devices); n > 0 {
+			// A driver that fails to load on a host with GPUs looks like
+			// this: the file may keep the host's devices for later. NVML
+			// lists none, so neither does the snapshot.
+			s.Warnings = append(s.Warnings, fmt.Sprintf("simulation file: init_error %s is set, so its %d device(s) are ignored", *f.InitError, n))
+		}
 		return s
 	}
 	for _, d := range f.Devices {

@@ -80,6 +80,27 @@ func TestParseSimInitError(t *testing.T) {
 	}
 }
 
+// A driver that does not load on a host with GPUs: init_error and devices
+// together are accepted, the devices ignored with a warning.
+func TestParseSimInitErrorWithDevices(t *testing.T) {
+	b, err := Open(Options{Backend: BackendSim, SimFile: "testdata/sim/init-error-with-devices.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Snapshot{
+		Backend:     BackendSim,
+		Unavailable: "NVML: ERROR_DRIVER_NOT_LOADED",
+		Warnings:    []string{"simulation file: init_error ERROR_DRIVER_NOT_LOADED is set, so its 1 device(s) are ignored"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("snapshot mismatch (-want +got):\n%s", diff)
+	}
+}
+
 // TestParseSimBad pins the message and the line of every file under
 // testdata/sim/bad; a file added there without a row fails the test.
 func TestParseSimBad(t *testing.T) {
@@ -87,29 +108,28 @@ func TestParseSimBad(t *testing.T) {
 		line int
 		msg  string
 	}{
-		"syntax.json":                  {5, "invalid JSON: invalid character '\"' after object key:value pair"},
-		"unknown-field.json":           {4, `devices[0]: unknown field "memory_mb" (known: index, memory_mib, mig, name, processes, utilization_gpu, uuid)`},
-		"top-level-mig.json":           {5, `unknown field "mig" (known: devices, driver_version, init_error); MIG slices belong in the "mig" list of their parent device`},
-		"mig-devices-key.json":         {3, `unknown field "mig_devices"`},
-		"mig-without-parent.json":      {3, `devices[0]: UUID "MIG-3e1a5c7b-9d2f-5e4a-8b6c-1f0d2e3a4b51" is a MIG slice's: list it in the "mig" list of its parent device`},
-		"duplicate-uuid.json":          {4, `devices[1]: duplicate UUID "GPU-8c1f0a3e-5b7d-4c2a-9e61-0f3b2d4c5a01" (first at devices[0].uuid, line 3)`},
-		"duplicate-mig-uuid.json":      {6, `devices[1].mig[0]: duplicate UUID "MIG-3E1A5C7B-9D2F-5E4A-8B6C-1F0D2E3A4B51" (first at devices[0].mig[0].uuid, line 4)`},
-		"duplicate-index.json":         {4, "devices[1]: duplicate device index 0 (first at devices[0].index, line 3)"},
-		"duplicate-mig-index.json":     {6, "devices[0].mig[1]: duplicate MIG index on this device 1"},
-		"missing-index.json":           {3, `devices[0]: missing "index"`},
-		"empty-uuid.json":              {3, `devices[0]: empty or missing "uuid"`},
-		"gpu-prefix.json":              {3, `UUID "8c1f0a3e-5b7d-4c2a-9e61-0f3b2d4c5a01" must start with "GPU-"`},
-		"mig-prefix.json":              {4, `devices[0].mig[0]: UUID "3e1a5c7b-9d2f-5e4a-8b6c-1f0d2e3a4b51" must start with "MIG-"`},
-		"negative-pid.json":            {4, "devices[0].processes[0].pid: pid -4242 is not a process ID (must be > 0)"},
-		"zero-pid.json":                {5, "devices[0].mig[0].processes[0].pid: pid 0 is not a process ID"},
-		"duplicate-pid.json":           {6, "devices[0].processes[1].pid: pid 4242 listed twice on the same device (first at devices[0].processes[0].pid, line 5)"},
-		"duplicate-pid-mig.json":       {8, "devices[0].mig[1].processes[0].pid: pid 4343 listed twice on the same device"},
-		"wrong-type.json":              {4, "devices[0].memory_mib: want a whole number >= 0, got a JSON string"},
-		"init-error-name.json":         {3, `init_error "library not found" is not an NVML error name`},
-		"init-error-with-devices.json": {5, "init_error is set, so NVML would list no devices"},
-		"repeated-key.json":            {4, `devices[0]: key "uuid" given twice`},
-		"not-an-object.json":           {1, "the top level: want an object, got a list"},
-		"trailing-data.json":           {2, "unexpected data after the top-level object"},
+		"syntax.json":              {5, "invalid JSON: invalid character '\"' after object key:value pair"},
+		"unknown-field.json":       {4, `devices[0]: unknown field "memory_mb" (known: index, memory_mib, mig, name, processes, utilization_gpu, uuid)`},
+		"top-level-mig.json":       {5, `unknown field "mig" (known: devices, driver_version, init_error); MIG slices belong in the "mig" list of their parent device`},
+		"mig-devices-key.json":     {3, `unknown field "mig_devices"`},
+		"mig-without-parent.json":  {3, `devices[0]: UUID "MIG-3e1a5c7b-9d2f-5e4a-8b6c-1f0d2e3a4b51" is a MIG slice's: list it in the "mig" list of its parent device`},
+		"duplicate-uuid.json":      {4, `devices[1]: duplicate UUID "GPU-8c1f0a3e-5b7d-4c2a-9e61-0f3b2d4c5a01" (first at devices[0].uuid, line 3)`},
+		"duplicate-mig-uuid.json":  {6, `devices[1].mig[0]: duplicate UUID "MIG-3E1A5C7B-9D2F-5E4A-8B6C-1F0D2E3A4B51" (first at devices[0].mig[0].uuid, line 4)`},
+		"duplicate-index.json":     {4, "devices[1]: duplicate device index 0 (first at devices[0].index, line 3)"},
+		"duplicate-mig-index.json": {6, "devices[0].mig[1]: duplicate MIG index on this device 1"},
+		"missing-index.json":       {3, `devices[0]: missing "index"`},
+		"empty-uuid.json":          {3, `devices[0]: empty or missing "uuid"`},
+		"gpu-prefix.json":          {3, `UUID "8c1f0a3e-5b7d-4c2a-9e61-0f3b2d4c5a01" must start with "GPU-"`},
+		"mig-prefix.json":          {4, `devices[0].mig[0]: UUID "3e1a5c7b-9d2f-5e4a-8b6c-1f0d2e3a4b51" must start with "MIG-"`},
+		"negative-pid.json":        {4, "devices[0].processes[0].pid: pid -4242 is not a process ID (must be > 0)"},
+		"zero-pid.json":            {5, "devices[0].mig[0].processes[0].pid: pid 0 is not a process ID"},
+		"duplicate-pid.json":       {6, "devices[0].processes[1].pid: pid 4242 listed twice on the same device (first at devices[0].processes[0].pid, line 5)"},
+		"duplicate-pid-mig.json":   {8, "devices[0].mig[1].processes[0].pid: pid 4343 listed twice on the same device"},
+		"wrong-type.json":          {4, "devices[0].memory_mib: want a whole number >= 0, got a JSON string"},
+		"init-error-name.json":     {3, `init_error "library not found" is not an NVML error name`},
+		"repeated-key.json":        {4, `devices[0]: key "uuid" given twice`},
+		"not-an-object.json":       {1, "the top level: want an object, got a list"},
+		"trailing-data.json":       {2, "unexpected data after the top-level object"},
 	}
 	files, err := filepath.Glob("testdata/sim/bad/*.json")
 	if err != nil {

@@ -5,13 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
-	"github.com/hashicorp/hcl/v2"
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
@@ -104,18 +99,13 @@ func (e *CallDeadlineError) Unwrap() error { return e.Err }
 // a configuration error (a simulation file that does not parse, an unknown
 // back end): an unavailable driver is not an error but an unavailable view.
 func OpenGPU(cfg GPUConfig, simOverride string) (nvml.Backend, error) {
-	opts := nvml.Options{Backend: cfg.Backend, SimFile: cfg.SimFile}
+	opts := nvml.Options{Backend: cfg.Backend, SimFile: cfg.SimFile, Trust: simTrust(cfg)}
 	if simOverride != "" {
-		opts = nvml.Options{Backend: nvml.BackendSim, SimFile: simOverride}
-	}
-	if cfg.StrictFiles && opts.Backend == nvml.BackendSim {
-		if err := checkOptional(opts.SimFile); err != nil {
-			return nil, &ConfigError{Diags: hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Insecure GPU simulation file", Detail: err.Error()}}}
-		}
+		opts = nvml.Options{Backend: nvml.BackendSim, SimFile: simOverride, Trust: simTrust(cfg)}
 	}
 	b, err := nvml.Open(opts)
 	if err != nil {
-		return nil, &ConfigError{Diags: simDiag(err)}
+		return nil, gpuConfigError(err)
 	}
 	return b, nil
 }
@@ -154,7 +144,7 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	env.GPU = gpu
 
 	if opts.Mode == ModeRun && cfg.LockFile != "" {
-		unlock, err := lock(cfg.LockFile, cfg.Name)
+		unlock, err := lock(cfg.LockFile, cfg.Name, cfg.Trust)
 		if err != nil {
 			return env, nil, err
 		}
@@ -204,33 +194,6 @@ func pingTimeout(call time.Duration) time.Duration {
 	return 5 * time.Second
 }
 
-// lock takes the pipeline's flock without waiting and records who holds it.
-// flock(2) is released by the kernel when the process ends, so a crash
-// never leaves a stale lock behind.
-func lock(path, pipelineName string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("lock directory: %w", err)
-	}
-	fl := flock.New(path, flock.SetPermissions(0o644))
-	ok, err := fl.TryLock()
-	if err != nil {
-		return nil, fmt.Errorf("taking lock %s: %w", path, err)
-	}
-	if !ok {
-		holder, _ := os.ReadFile(path)
-		return nil, &LockedError{Path: path, Holder: strings.TrimSpace(string(holder))}
-	}
-	info := fmt.Sprintf("pid %d, started %s, pipeline %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName)
-	// Same inode, so the lock stays; the text is only for the next run's
-	// message. O_NOFOLLOW: root must never truncate a file that a symbolic
-	// link planted at the lock's path points to.
-	if err := writeHolder(path, info); err != nil {
-		_ = fl.Unlock()
-		return nil, fmt.Errorf("writing lock holder to %s: %w", path, err)
-	}
-	return func() { _ = fl.Unlock() }, nil
-}
-
 // timedOutStage names the failed stage when it ran at least as long as its
 // own timeout, else "".
 func timedOutStage(stages []StageInstance, res *Result) string {
@@ -249,16 +212,4 @@ func timedOutStage(stages []StageInstance, res *Result) string {
 		return ""
 	}
 	return ""
-}
-
-func writeHolder(path, info string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(info); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

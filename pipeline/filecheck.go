@@ -1,127 +1,104 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
 
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/policy"
 )
 
-// ds01-pipe runs as root and removes other people's containers, and its
-// pipeline, policy and simulation files decide which. A file that a
-// non-root user could have written hands that decision to that user, so
-// when the program runs as root it refuses such files, as sudo refuses a
-// sudoers file and sshd (StrictModes) an authorized_keys file that others
-// can write: the file must be owned by root and must not be writable by
-// group or others (no 022 bits). A symbolic link is followed; the link
-// itself must be root's too (its mode bits mean nothing on Linux), and so
-// must every link along the way.
+// Every file the run reads goes through internal/safefile: regular files
+// only, opened without blocking, bounded in size, and, as root, trusted
+// (owned by root, writable only by root, root's group or a group named in
+// the pipeline's trusted_groups, and so is every folder and link on the
+// way). This file holds the engine's side: which trust each file gets, and
+// how stages that read files at run time learn it.
 //
-// What this does not cover: the directories above the file. A user who can
-// write a parent directory can swap the file after the check; keep the
-// configuration under root-owned directories (/etc, /opt/ds01-infra).
+// The pipeline file is the root of trust: it is checked with root's group
+// alone (its trusted_groups cannot vouch for the file that names them).
+// Everything it names (policy files, groups, the simulation file, the
+// events file decide reads) gets the pipeline's trust.
 
 // InsecureFilesFlag is the command-line flag that turns the check off.
-const InsecureFilesFlag = "--allow-insecure-files"
-
-// maxLinkHops bounds a chain of symbolic links, as the kernel's own limit (40).
-const maxLinkHops = 40
+const InsecureFilesFlag = safefile.OverrideFlag
 
 // InsecureFileError says a configuration file could have been written by a
 // user other than root.
-type InsecureFileError struct {
-	Path   string // the path as configured
-	At     string // the link or file that failed the check, when not Path itself
-	Reason string // "is owned by uid 1000, not root", ...
-}
+type InsecureFileError = safefile.InsecureError
 
-func (e *InsecureFileError) Error() string {
-	what := e.Path
-	if e.At != "" && e.At != e.Path {
-		what = fmt.Sprintf("%s (via %s)", e.Path, e.At)
-	}
-	return fmt.Sprintf("%s %s, so a non-root user could have written it; ds01-pipe runs as root, "+
-		"and this file decides what gets removed. Make it root's and not writable by group or others "+
-		"(chown root: %s; chmod go-w %s), or pass %s to accept it",
-		what, e.Reason, shellWord(e.At, e.Path), shellWord(e.At, e.Path), InsecureFilesFlag)
-}
-
-func shellWord(at, path string) string {
-	if at != "" {
-		return at
-	}
-	return path
-}
-
-// CheckFilePermissions checks that only root could have written path: every
-// symbolic link on the way to the file and the file itself are owned by
-// uid 0, and the file (or directory) is not writable by group or others.
-// The file must be a regular file or a directory: a FIFO or a device would
-// hang or flood the read. A path that does not exist gives the *fs.PathError
-// of os.Lstat (errors.Is(err, fs.ErrNotExist)), so callers can treat a
-// missing optional file as they always do.
+// CheckFilePermissions checks that only root (or root's group) could have
+// written path: every folder and symbolic link on the way to it and the
+// file itself are owned by uid 0 and not writable by others, nor by a
+// group other than gid 0. A path that does not exist gives an error that
+// errors.Is(err, fs.ErrNotExist), so callers can treat a missing optional
+// file as they always do.
+//
+// The path must name a regular file or a folder: a FIFO or a device would
+// hang or flood a read.
 func CheckFilePermissions(path string) error {
-	p := path
-	for hop := 0; ; hop++ {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
+	fi, err := safefile.Check(path, safefile.Trust{Enforce: true})
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() && !fi.IsDir() {
+		return &InsecureFileError{Path: path, Reason: fmt.Sprintf("is not a regular file (%s)", fi.Mode().Type())}
+	}
+	return nil
+}
+
+// FileTrust returns the trust rule of a pipeline: enforced when strict,
+// with the groups named in trusted_groups that this host knows. A group
+// the host does not know is simply not trusted: a pipeline shared between
+// hosts may name DS01's ds-admin where there is none.
+func FileTrust(strict bool, trustedGroups []string) safefile.Trust {
+	if !strict {
+		return safefile.Trust{}
+	}
+	groups, _ := safefile.ResolveGroups(trustedGroups)
+	return safefile.Trust{Enforce: true, Groups: groups}
+}
+
+// FileSettings are the facts about files that a stage reading files during
+// a run needs from the rest of its pipeline.
+type FileSettings struct {
+	// Trust is who may have written a file the run reads.
+	Trust safefile.Trust
+	// EventsFile is the events file of the pipeline's first events writer
+	// (the log stage), "" when it writes none; HasEventsWriter says
+	// whether there is one at all.
+	EventsFile      string
+	HasEventsWriter bool
+}
+
+// FileUser is implemented by a stage that reads files during a run (decide
+// reads idle kills). The loader calls UseFiles once every stage is decoded.
+type FileUser interface {
+	UseFiles(FileSettings)
+}
+
+// wireFiles hands every FileUser the pipeline's trust and events file.
+func wireFiles(stages []StageInstance, trust safefile.Trust) {
+	fs := FileSettings{Trust: trust}
+	for _, st := range stages {
+		// The events writer (log) names its file with EventsPath, "" for none.
+		if w, ok := st.Stage.(interface{ EventsPath() string }); ok {
+			fs.EventsFile, fs.HasEventsWriter = w.EventsPath(), true
+			break
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("%s: cannot read its owner", p)
+	}
+	for _, st := range stages {
+		if u, ok := st.Stage.(FileUser); ok {
+			u.UseFiles(fs)
 		}
-		at := ""
-		if p != path {
-			at = p
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if st.Uid != 0 {
-				return &InsecureFileError{Path: path, At: at, Reason: fmt.Sprintf("is a symbolic link owned by uid %d, not root", st.Uid)}
-			}
-			if hop >= maxLinkHops {
-				return &InsecureFileError{Path: path, At: at, Reason: fmt.Sprintf("goes through more than %d symbolic links", maxLinkHops)}
-			}
-			dest, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if !filepath.IsAbs(dest) {
-				dest = filepath.Join(filepath.Dir(p), dest)
-			}
-			p = dest
-			continue
-		}
-		switch {
-		case st.Uid != 0:
-			return &InsecureFileError{Path: path, At: at, Reason: fmt.Sprintf("is owned by uid %d, not root", st.Uid)}
-		case fi.Mode().Perm()&0o022 != 0:
-			return &InsecureFileError{Path: path, At: at, Reason: fmt.Sprintf("has mode %04o (%s can write it)", fi.Mode().Perm(), writers(fi.Mode().Perm()))}
-		case !fi.Mode().IsRegular() && !fi.IsDir():
-			return &InsecureFileError{Path: path, At: at, Reason: fmt.Sprintf("is not a regular file (%s)", fi.Mode().Type())}
-		}
-		return nil
 	}
 }
 
-func writers(perm fs.FileMode) string {
-	var w []string
-	if perm&0o020 != 0 {
-		w = append(w, "its group")
-	}
-	if perm&0o002 != 0 {
-		w = append(w, "every user")
-	}
-	return strings.Join(w, " and ")
-}
-
-// checkOptional is CheckFilePermissions for a file that may be missing.
+// checkOptional checks path (root's group only) when it exists.
 func checkOptional(path string) error {
 	if path == "" {
 		return nil
@@ -133,64 +110,42 @@ func checkOptional(path string) error {
 	return err
 }
 
-// checkGroupsDir checks the groups directory and the *.members files in it.
-func checkGroupsDir(dir string) error {
-	if err := checkOptional(dir); err != nil {
-		return err
+// loadPolicy reads the policy files with the pipeline's trust and turns a
+// failure into a diagnostic at the policy block.
+func loadPolicy(files policy.Files, trust safefile.Trust, at hcl.Range) (*policy.Model, hcl.Diagnostics) {
+	model, err := policy.LoadTrusted(files, trust)
+	if err == nil {
+		return model, nil
 	}
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return nil // the policy loader says what that means
+	summary := "Invalid policy file"
+	var ie *safefile.InsecureError
+	if errors.As(err, &ie) {
+		summary = "Insecure policy file"
 	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".members") {
-			continue
-		}
-		if err := checkOptional(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
+	return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: at.Ptr()}}
 }
 
-// checkPolicyFiles checks every policy file that exists, and the groups
-// directory with its members files.
-func checkPolicyFiles(f policy.Files) error {
-	for _, p := range []string{f.LimitsFile, f.OverridesFile, f.ExemptionsFile} {
-		if err := checkOptional(p); err != nil {
-			return err
-		}
-	}
-	if f.GroupsDir == "" {
-		return nil
-	}
-	return checkGroupsDir(f.GroupsDir)
-}
-
-// readLimited reads a regular file of at most limit bytes. The open does
-// not block, so a FIFO planted at path fails instead of hanging the run.
+// readLimited reads a regular file of at most limit bytes, without
+// blocking on a FIFO and without a trust check (the caller made it).
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
+	return safefile.Read(context.Background(), path, safefile.Options{MaxSize: limit})
+}
+
+// simTrust is the trust of the GPU simulation file: the pipeline's.
+func simTrust(cfg GPUConfig) safefile.Trust {
+	t := cfg.Trust
+	if cfg.StrictFiles {
+		t.Enforce = true
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	return t
+}
+
+// gpuConfigError turns an error opening the GPU back end into a
+// configuration error that says whether the file was untrusted or bad.
+func gpuConfigError(err error) error {
+	var ie *safefile.InsecureError
+	if errors.As(err, &ie) {
+		return &ConfigError{Diags: hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Insecure GPU simulation file", Detail: err.Error()}}}
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a pipeline file", path, limit)
-	}
-	return data, nil
+	return &ConfigError{Diags: simDiag(err)}
 }

@@ -27,7 +27,7 @@ func needRoot(t *testing.T) {
 func TestCheckFilePermissions(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
-	file := func(name string, mode fs.FileMode, uid int) string {
+	file := func(name string, mode fs.FileMode, uid int, gid ...int) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
@@ -36,7 +36,7 @@ func TestCheckFilePermissions(t *testing.T) {
 		if err := os.Chmod(p, mode); err != nil { // not subject to the umask
 			t.Fatal(err)
 		}
-		if err := os.Lchown(p, uid, 0); err != nil {
+		if err := os.Lchown(p, uid, append(gid, 0)[0]); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -64,6 +64,10 @@ func TestCheckFilePermissions(t *testing.T) {
 		return p
 	}
 	good := file("good", 0o644, 0)
+	inOpenDir := filepath.Join(mkdir("dir-open", 0o777), "f")
+	if err := os.WriteFile(inOpenDir, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bad := file("world-writable", 0o666, 0)
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
@@ -81,8 +85,9 @@ func TestCheckFilePermissions(t *testing.T) {
 		{"root 0644", good, ""},
 		{"root 0600", file("private", 0o600, 0), ""},
 		{"root 0444", file("read-only", 0o444, 0), ""},
-		{"group-writable", file("group-writable", 0o664, 0), "has mode 0664 (its group can write it)"},
-		{"world-writable", bad, "has mode 0666 (its group and every user can write it)"},
+		{"group-writable by gid 0", file("group-writable", 0o664, 0), ""},
+		{"group-writable by another group", file("group-writable-other", 0o664, 0, 1), "has mode 0664 and group"},
+		{"world-writable", bad, "has mode 0666 (every user can write it)"},
 		{"only others can write", file("other-writable", 0o602, 0), "has mode 0602 (every user can write it)"},
 		{"owned by nobody", file("nobodys", 0o644, nobody), "is owned by uid 65534, not root"},
 		{"owned by nobody, 0600", file("nobodys-private", 0o600, nobody), "is owned by uid 65534, not root"},
@@ -93,8 +98,8 @@ func TestCheckFilePermissions(t *testing.T) {
 		{"chain through a link owned by nobody", link("link-chain", filepath.Join(dir, "link-nobody"), 0), "(via " + filepath.Join(dir, "link-nobody") + ") is a symbolic link owned by uid 65534"},
 		{"link loop", loopA, "goes through more than 40 symbolic links"},
 		{"root dir 0755", mkdir("dir-ok", 0o755), ""},
-		{"world-writable dir", mkdir("dir-777", 0o777), "has mode 0777"},
-		{"sticky world-writable dir", mkdir("dir-1777", 0o1777), "has mode 0777"},
+		{"world-writable dir", mkdir("dir-777", 0o777), "is a folder with mode 0777"},
+		{"file in a world-writable dir", inOpenDir, "(via " + filepath.Join(dir, "dir-open") + ") is a folder with mode 0777"},
 		{"FIFO", fifo, "is not a regular file (p---------)"},
 		{"world-writable device", "/dev/null", "has mode 0666"},
 	}
@@ -140,7 +145,7 @@ func TestLoadStrictFiles(t *testing.T) {
 		}
 		return p
 	}
-	write("limits.yaml", "defaults:\n  container_hold_after_stop_h: 24\n")
+	write("limits.yaml", "defaults:\n  container_hold_after_stop_h: 24\ngroups:\n  student: {}\n")
 	write("groups/student.members", "alice\n")
 	write("overrides.yaml", "bob:\n  container_hold_after_stop_h: 48\n")
 	write("exemptions.yaml", "exemptions: []\n")

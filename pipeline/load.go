@@ -17,6 +17,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/policy"
 )
 
@@ -33,6 +34,11 @@ type Config struct {
 	Description string
 	Timeout     time.Duration
 	LockFile    string // "" = no lock
+	// TrustedGroups are the groups whose members may write the files the
+	// pipeline names (trusted_groups); Trust is the rule they make, with
+	// the groups this host knows (see FileTrust).
+	TrustedGroups []string
+	Trust         safefile.Trust
 
 	Policy      *policy.Model
 	PolicyFiles policy.Files
@@ -49,6 +55,8 @@ type GPUConfig struct {
 	// user could have written (see CheckFilePermissions); the loader sets
 	// it from LoadOptions.StrictFiles.
 	StrictFiles bool
+	// Trust is the pipeline's trust rule for the simulation file.
+	Trust safefile.Trust
 }
 
 // LoadOptions are the inputs of a load besides the file.
@@ -168,9 +176,12 @@ type pipelineBlock struct {
 	Description string         `hcl:"description,optional"`
 	Timeout     hcl.Expression `hcl:"timeout,optional"`
 	LockFile    *string        `hcl:"lock_file,optional"`
-	Policy      *policyBlock   `hcl:"policy,block"`
-	GPU         *gpuBlock      `hcl:"gpu,block"`
-	Stages      []*stageBlock  `hcl:"stage,block"`
+	// TrustedGroups: groups besides root's that may write the files this
+	// pipeline names (DS01's ds-admin owns /opt/ds01-infra).
+	TrustedGroups []string      `hcl:"trusted_groups,optional"`
+	Policy        *policyBlock  `hcl:"policy,block"`
+	GPU           *gpuBlock     `hcl:"gpu,block"`
+	Stages        []*stageBlock `hcl:"stage,block"`
 }
 
 type policyBlock struct {
@@ -386,10 +397,12 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 		cfg.LockFile = resolvePath(dir, *pb.LockFile)
 	}
 
+	cfg.TrustedGroups = pb.TrustedGroups
+	cfg.Trust = FileTrust(strict, pb.TrustedGroups)
 	pd := decodePolicy(pb.Policy, ctx, dir, cfg, strict)
 	diags = append(diags, pd...)
 
-	cfg.GPU = GPUConfig{Backend: "auto", StrictFiles: strict}
+	cfg.GPU = GPUConfig{Backend: "auto", StrictFiles: strict, Trust: cfg.Trust}
 	if g := pb.GPU; g != nil {
 		if s, ok, d := stringAttr(g.Backend, ctx); ok {
 			switch s {
@@ -446,6 +459,7 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 		// missing stage would show up as a wrong "missing stage".
 		diags = append(diags, checkOrder(ordered, reg.Writers())...)
 	}
+	wireFiles(cfg.Stages, cfg.Trust)
 	return cfg, diags
 }
 
@@ -473,26 +487,9 @@ func decodePolicy(pb *policyBlock, ctx *hcl.EvalContext, dir string, cfg *Config
 		OverridesFile:  opt(pb.OverridesFile),
 		ExemptionsFile: opt(pb.ExemptionsFile),
 	}
-	if strict {
-		// policy.Load reads the files itself: check them first.
-		if err := checkPolicyFiles(cfg.PolicyFiles); err != nil {
-			return append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Insecure policy file",
-				Detail:   err.Error(),
-				Subject:  pb.DeclRange.Ptr(),
-			})
-		}
-	}
-	model, err := policy.Load(cfg.PolicyFiles)
-	if err != nil {
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Invalid policy file",
-			Detail:   err.Error(),
-			Subject:  pb.DeclRange.Ptr(),
-		})
-		return diags
+	model, d := loadPolicy(cfg.PolicyFiles, cfg.Trust, pb.DeclRange)
+	if d.HasErrors() {
+		return append(diags, d...)
 	}
 	cfg.Policy = model
 	return diags

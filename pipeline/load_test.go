@@ -147,7 +147,7 @@ func TestLockRefusesPlantedSymlink(t *testing.T) {
 	}
 	cfg := &pipeline.Config{Name: "p", Timeout: time.Minute, LockFile: lockPath, GPU: pipeline.GPUConfig{Backend: "none"}}
 	_, _, err := pipeline.Execute(t.Context(), cfg, pipeline.ExecOptions{Mode: pipeline.ModeRun, Docker: noDocker{}})
-	if err == nil || !strings.Contains(err.Error(), "lock holder") {
+	if err == nil || !strings.Contains(err.Error(), "is a symbolic link: refused") {
 		t.Fatalf("want a lock error, got %v", err)
 	}
 	if got, _ := os.ReadFile(victim); string(got) != "precious\n" {

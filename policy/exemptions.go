@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // exemption is one entry of lifecycle-exemptions.yaml.
@@ -47,12 +49,11 @@ func (m *Model) Exemption(user, key string, now time.Time) (exempt bool, reason 
 
 // loadExemptions reads lifecycle-exemptions.yaml. A missing file, an empty one
 // and one without an exemptions key all mean no exemptions.
-func loadExemptions(path string) ([]exemption, error) {
-	top, err := readYAML(path, true)
+func loadExemptions(path string, trust safefile.Trust) ([]exemption, error) {
+	top, f, err := readYAML(path, true, trust)
 	if err != nil || top == nil {
 		return nil, err
 	}
-	f := &yamlFile{path: path}
 	keys, err := f.pairs(top, "top level")
 	if err != nil {
 		return nil, err

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // Files names the DS01 configuration files. LimitsFile must exist when it is
@@ -23,17 +24,36 @@ type Files struct {
 }
 
 // Load reads and validates every file up front, so that a bad file is reported
-// (as a *FileError) before anything is touched.
+// (as a *FileError) before anything is touched. It checks no owner: see
+// LoadTrusted.
 func Load(f Files) (*Model, error) {
+	return LoadTrusted(f, safefile.Trust{})
+}
+
+// LoadTrusted is Load with a trust rule: with trust.Enforce, a file (or a
+// folder or link on its path) that an untrusted user could have written is
+// refused with a *safefile.InsecureError, and so is a missing optional file
+// in a folder such a user could add it to. Every file is read through the
+// one hardened reader (regular files only, without blocking, at most
+// MaxFileSize bytes).
+func LoadTrusted(f Files, trust safefile.Trust) (*Model, error) {
+	if f.GroupsDir != "" {
+		// Checked even when no group reads a members file from it: a
+		// groups folder users can write is a mistake to report now, not
+		// when a group is added.
+		if _, err := safefile.Check(f.GroupsDir, trust); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
 	m := Default()
 	if f.LimitsFile != "" {
 		var err error
-		if m, err = loadLimits(f.LimitsFile, f.GroupsDir); err != nil {
+		if m, err = loadLimits(f.LimitsFile, f.GroupsDir, trust); err != nil {
 			return nil, err
 		}
 	}
 	if f.OverridesFile != "" {
-		file, err := loadOverrides(f.OverridesFile)
+		file, err := loadOverrides(f.OverridesFile, trust)
 		if err != nil {
 			return nil, err
 		}
@@ -47,7 +67,7 @@ func Load(f Files) (*Model, error) {
 		}
 	}
 	if f.ExemptionsFile != "" {
-		ex, err := loadExemptions(f.ExemptionsFile)
+		ex, err := loadExemptions(f.ExemptionsFile, trust)
 		if err != nil {
 			return nil, err
 		}
@@ -59,13 +79,12 @@ func Load(f Files) (*Model, error) {
 // loadLimits reads resource-limits.yaml, and the members files of its groups
 // from groupsDir. Sections other than those below are not lifecycle settings
 // and are not read.
-func loadLimits(path, groupsDir string) (*Model, error) {
-	top, err := readYAML(path, false)
+func loadLimits(path, groupsDir string, trust safefile.Trust) (*Model, error) {
+	top, f, err := readYAML(path, false, trust)
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{defaultGroup: "student"}
-	f := &yamlFile{path: path}
 	sections, err := f.pairs(top, "top level")
 	if err != nil {
 		return nil, err
@@ -81,7 +100,7 @@ func loadLimits(path, groupsDir string) (*Model, error) {
 				m.defaultGroup = name
 			}
 		case "groups":
-			m.groups, err = f.groups(s.value, groupsDir)
+			m.groups, err = f.groups(s.value, groupsDir, trust)
 		case "user_overrides":
 			m.overrides, err = f.layers(s.value, "user_overrides", "user_overrides.%s.")
 		case "policies":
@@ -145,7 +164,7 @@ func (f *yamlFile) layers(n *yaml.Node, what, prefixFormat string) (map[string]l
 
 // groups reads the groups section in file order, with each group's members:
 // the inline members list plus groupsDir/<group>.members.
-func (f *yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
+func (f *yamlFile) groups(n *yaml.Node, groupsDir string, trust safefile.Trust) ([]group, error) {
 	entries, err := f.pairs(n, "groups")
 	if err != nil {
 		return nil, err
@@ -172,7 +191,7 @@ func (f *yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 			g.members = append(g.members, inline...)
 		}
 		if groupsDir != "" {
-			if err := f.addMemberFile(&g, e.keyNode, groupsDir); err != nil {
+			if err := f.addMemberFile(&g, e.keyNode, groupsDir, trust); err != nil {
 				return nil, err
 			}
 		}
@@ -186,17 +205,21 @@ func (f *yamlFile) groups(n *yaml.Node, groupsDir string) ([]group, error) {
 // no members. A file that exists but cannot be read is an error, where DS01
 // read it as empty: that silently moved every member to the default group,
 // with its shorter holds, so the run stops instead.
-func (f *yamlFile) addMemberFile(g *group, at *yaml.Node, dir string) error {
+func (f *yamlFile) addMemberFile(g *group, at *yaml.Node, dir string, trust safefile.Trust) error {
 	if g.name == "" || g.name == "." || g.name == ".." || strings.ContainsAny(g.name, `/\`+"\x00") {
 		return f.errorf(at, "groups: group name %q cannot name a members file in %s", g.name, dir)
 	}
 	path := filepath.Join(dir, g.name+".members")
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, trust)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return (&yamlFile{path: path}).readError(err)
+	}
+	var ie *safefile.InsecureError
+	if errors.As(err, &ie) {
+		return err
 	}
 	for line := range strings.Lines(string(data)) {
 		line, _, _ = strings.Cut(line, "#")
@@ -222,10 +245,10 @@ func (f *yamlFile) monitoring(n *yaml.Node) ([]string, error) {
 }
 
 // loadOverrides reads user-overrides.yaml: a mapping of user -> limits.
-func loadOverrides(path string) (map[string]layer, error) {
-	top, err := readYAML(path, true)
+func loadOverrides(path string, trust safefile.Trust) (map[string]layer, error) {
+	top, f, err := readYAML(path, true, trust)
 	if err != nil || top == nil {
 		return nil, err
 	}
-	return (&yamlFile{path: path}).layers(top, "top level", filepath.Base(path)+" %s.")
+	return f.layers(top, "top level", filepath.Base(path)+" %s.")
 }

@@ -2,17 +2,19 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // Helpers to walk yaml.Node trees while keeping line numbers for errors. The
@@ -20,10 +22,11 @@ import (
 // value can be reported at its own line.
 
 // yamlFile is one parsed file: the context for its errors, and the budget
-// for expanding its merge keys.
+// for expanding its aliases and merge keys.
 type yamlFile struct {
-	path      string
-	mergeWork int // keys visited through merge keys so far
+	path   string
+	work   int // keys and list items visited so far, through aliases or not
+	budget int // most work allowed; set by the first read (setBudget)
 }
 
 // errorf returns a FileError located at n (or at the file, when n is nil).
@@ -35,39 +38,74 @@ func (f *yamlFile) errorf(n *yaml.Node, format string, args ...any) *FileError {
 	return e
 }
 
+// MaxFileSize bounds each policy file (YAML and members files): DS01's are
+// a few kilobytes, so anything larger is a wrong path, not a policy.
+const MaxFileSize = 1 << 20
+
+// readFile reads one policy file through the one hardened reader: a
+// regular file only, opened without blocking, at most MaxFileSize bytes,
+// and with trust.Enforce only if no untrusted user could have written it
+// or anything on its path.
+func readFile(path string, trust safefile.Trust) ([]byte, error) {
+	return safefile.Read(context.Background(), path, safefile.Options{MaxSize: MaxFileSize, Trust: trust})
+}
+
 // readYAML reads and parses path and returns its top-level mapping, or nil for
-// an empty file (no document, only comments, or a null document). With
-// optional set, a file that does not exist is also nil.
-func readYAML(path string, optional bool) (*yaml.Node, error) {
+// an empty file (no document, only comments, or a null document), with the
+// file's context for errors. With optional set, a file that does not exist
+// is also nil. With trust.Enforce, a file an untrusted user could have
+// written is refused (a *safefile.InsecureError).
+func readYAML(path string, optional bool, trust safefile.Trust) (*yaml.Node, *yamlFile, error) {
 	f := &yamlFile{path: path}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, trust)
 	if err != nil {
 		if optional && errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+			return nil, f, nil
 		}
-		return nil, f.readError(err)
+		var ie *safefile.InsecureError
+		if errors.As(err, &ie) {
+			return nil, f, err // names the path and the fix already
+		}
+		return nil, f, f.readError(err)
 	}
 	docs, err := parseDocuments(data)
 	if err != nil {
-		return nil, f.syntaxError(err)
+		return nil, f, f.syntaxError(err)
 	}
 	if len(docs) == 0 || len(docs[0].Content) == 0 {
-		return nil, nil
+		return nil, f, nil
 	}
 	if len(docs) > 1 {
 		// PyYAML's safe_load refuses a second document too; ignoring it would
 		// hide limits an admin meant to set.
-		return nil, f.errorf(docs[1], "more than one YAML document; put everything in one")
+		return nil, f, f.errorf(docs[1], "more than one YAML document; put everything in one")
 	}
+	f.setBudget(docs[0])
 	root := docs[0]
 	top := deref(root.Content[0])
 	if isNull(top) {
-		return nil, nil
+		return nil, f, nil
 	}
 	if top.Kind != yaml.MappingNode {
-		return nil, f.errorf(top, "top level must be a mapping, got %s", describe(top))
+		return nil, f, f.errorf(top, "top level must be a mapping, got %s", describe(top))
 	}
-	return top, nil
+	return top, f, nil
+}
+
+// countNodes counts the nodes of a tree as written: an alias counts once,
+// not as the tree it names.
+func countNodes(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	c := 1
+	if n.Kind == yaml.AliasNode {
+		return c
+	}
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 // parseDocuments parses data into its YAML documents (at most two: a second
@@ -169,14 +207,27 @@ type pair struct {
 	value   *yaml.Node
 }
 
-// Merge keys can refer to mappings that merge others in turn, and a list of
-// aliases can name the same mapping many times, so a small file can describe
-// an exponential number of keys ("billion laughs"). Expansion is bounded in
-// depth and in the total keys visited through merges per file.
+// Merge keys can refer to mappings that merge others in turn, and aliases
+// can name the same mapping or list many times, so a small file can describe
+// an exponential number of keys ("billion laughs"), or a quadratic one with
+// plain aliases (one mapping of thousands of keys named by thousands of
+// groups). Expansion is bounded in depth and in the total work per file:
+// every key and list item the model reads counts, through an alias or not.
 const (
-	maxMergeDepth = 16
-	maxMergeWork  = 100_000
+	maxMergeDepth   = 16
+	minExpandBudget = 10_000
 )
+
+// spend counts n keys or items read at node at, and fails once the file's
+// budget is spent.
+func (f *yamlFile) spend(n int, at *yaml.Node, what string) error {
+	f.work += n
+	budget := max(f.budget, minExpandBudget)
+	if f.work > budget {
+		return f.errorf(at, "%s: aliases or merge keys expanding too far (more than %d keys and list items read, about twice what the file writes out); write the values out, or name large mappings fewer times", what, budget)
+	}
+	return nil
+}
 
 // pairs lists the keys of mapping n in file order. A null n has no keys.
 // Merge keys (<<: *anchor, as PyYAML reads them in DS01) are expanded: keys
@@ -184,7 +235,20 @@ const (
 // later ones. A key written twice is an error: PyYAML silently kept the last
 // one, which hides typos in limits.
 func (f *yamlFile) pairs(n *yaml.Node, what string) ([]pair, error) {
+	f.setBudget(n)
 	return f.pairsDepth(n, what, 0)
+}
+
+// setBudget sizes the file's expansion budget from the first node read
+// (the top level): walking the model visits each written key and item
+// about once, and only aliases and merge keys make it visit more. Twice
+// what is written, plus room for ordinary merges, is plenty for a real file
+// and stops an alias fan-out (one large mapping named by thousands of
+// keys) after a few megabytes instead of gigabytes.
+func (f *yamlFile) setBudget(n *yaml.Node) {
+	if f.budget == 0 {
+		f.budget = minExpandBudget + 2*countNodes(n)
+	}
 }
 
 func (f *yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, error) {
@@ -195,11 +259,11 @@ func (f *yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, err
 	if n.Kind != yaml.MappingNode {
 		return nil, f.errorf(n, "%s: want a mapping, got %s", what, describe(n))
 	}
-	if depth > 0 {
-		f.mergeWork += 1 + len(n.Content)/2
-	}
-	if depth > maxMergeDepth || f.mergeWork > maxMergeWork {
+	if depth > maxMergeDepth {
 		return nil, f.errorf(n, "%s: merge keys nested too deeply or expanding too far", what)
+	}
+	if err := f.spend(1+len(n.Content)/2, n, what); err != nil {
+		return nil, err
 	}
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	var out, merged []pair
@@ -214,7 +278,9 @@ func (f *yamlFile) pairsDepth(n *yaml.Node, what string, depth int) ([]pair, err
 			if err != nil {
 				return nil, err
 			}
-			f.mergeWork += len(m) // copying merged keys counts too
+			if err := f.spend(len(m), n, what); err != nil { // copying merged keys counts too
+				return nil, err
+			}
 			if mergeAt < 0 {
 				mergeAt = len(out)
 			}
@@ -291,6 +357,9 @@ func (f *yamlFile) stringList(n *yaml.Node, what string, single bool) ([]string,
 	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, f.errorf(n, "%s: want a list, got %s", what, describe(n))
+	}
+	if err := f.spend(len(n.Content), n, what); err != nil {
+		return nil, err
 	}
 	out := make([]string, 0, len(n.Content))
 	for _, item := range n.Content {

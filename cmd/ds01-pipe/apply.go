@@ -64,7 +64,10 @@ func applyRun(cmd *cobra.Command, io IOStreams, g *globalOptions, o *applyOption
 	if o.maxAge < 0 {
 		return usageError("--max-age must not be negative")
 	}
-	plan, err := planfile.Read(o.planFile)
+	// As root the plan is held to the pipeline file's rule (root's, in
+	// folders only root can write): it names the file and variables apply
+	// runs with.
+	plan, err := planfile.ReadTrusted(o.planFile, pipeline.FileTrust(g.loadOptions(nil).StrictFiles, nil))
 	if err != nil {
 		return withCode(ExitConfigError, err)
 	}

@@ -3,13 +3,15 @@ package events
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"time"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // MaxReadLineBytes is the longest line the reader parses. DS01 writes at
@@ -17,11 +19,17 @@ import (
 // longer is skipped, never fatal.
 const MaxReadLineBytes = 64 * 1024
 
+// MaxReadBytes bounds how much of the events file a read scans: only its
+// last MaxReadBytes (DS01 rotates the file at 100 MB; a larger one is read
+// from its tail, and ReadStats.Truncated says so).
+const MaxReadBytes = 256 << 20
+
 // ReadStats counts what a read of events.jsonl skipped.
 type ReadStats struct {
-	Lines     int // lines seen, skipped ones included
-	TooLong   int // lines over MaxReadLineBytes
-	Malformed int // candidate lines that did not parse or lacked a field
+	Lines     int   // lines seen, skipped ones included
+	TooLong   int   // lines over MaxReadLineBytes
+	Malformed int   // candidate lines that did not parse or lacked a field
+	Truncated int64 // bytes at the start of the file that were not read (over MaxReadBytes)
 }
 
 // Skipped is the number of lines that were skipped.
@@ -37,9 +45,25 @@ func IdleKills(path string) (map[string]time.Time, error) {
 }
 
 // ReadIdleKills is IdleKills that also reports how many lines it skipped,
-// so a caller can warn about a damaged file.
+// so a caller can warn about a damaged file. It checks no owner and has no
+// deadline: see ReadIdleKillsTrusted.
 func ReadIdleKills(path string) (map[string]time.Time, ReadStats, error) {
-	f, err := os.Open(path)
+	return ReadIdleKillsTrusted(context.Background(), path, safefile.Trust{})
+}
+
+// ReadIdleKillsTrusted reads the idle kills through the one hardened
+// reader: a FIFO, device or folder at path is an error at once (never a
+// read that blocks), the scan stops at ctx's deadline, at most the last
+// MaxReadBytes are read, and with trust.Enforce a file an untrusted user
+// could have written is refused (a *safefile.InsecureError): idle kills
+// remove containers at once, so their source must be trusted as the
+// policy is.
+func ReadIdleKillsTrusted(ctx context.Context, path string, trust safefile.Trust) (map[string]time.Time, ReadStats, error) {
+	return readIdleKills(ctx, path, trust, MaxReadBytes)
+}
+
+func readIdleKills(ctx context.Context, path string, trust safefile.Trust, maxBytes int64) (map[string]time.Time, ReadStats, error) {
+	f, fi, err := safefile.Open(path, trust)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]time.Time{}, ReadStats{}, nil
 	}
@@ -47,7 +71,17 @@ func ReadIdleKills(path string) (map[string]time.Time, ReadStats, error) {
 		return nil, ReadStats{}, fmt.Errorf("events file: %w", err)
 	}
 	defer f.Close()
-	kills, stats, err := scanIdleKills(f, MaxReadLineBytes)
+	var skipped int64
+	if size := fi.Size(); size > maxBytes {
+		// Start inside the tail; the partial first line is skipped as
+		// malformed or, more likely, as a line that names no idle kill.
+		if _, err := f.Seek(size-maxBytes, io.SeekStart); err != nil {
+			return nil, ReadStats{}, fmt.Errorf("events file %s: %w", path, err)
+		}
+		skipped = size - maxBytes
+	}
+	kills, stats, err := scanIdleKills(safefile.Reader(ctx, io.LimitReader(f, maxBytes)), MaxReadLineBytes)
+	stats.Truncated = skipped
 	if err != nil {
 		return nil, stats, fmt.Errorf("events file %s: %w", path, err)
 	}

@@ -18,6 +18,7 @@ package planfile
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
@@ -48,10 +50,14 @@ type Plan struct {
 	File       string            `json:"file"`        // absolute path of the pipeline file
 	FileSHA256 string            `json:"file_sha256"` // of the pipeline file's content
 	Vars       map[string]string `json:"vars"`        // --var values the plan was made with
-	Created    time.Time         `json:"created"`     // wall clock when the plan was written (UTC)
-	Now        time.Time         `json:"now"`         // the instant ages were measured against (--now or the wall clock)
-	Host       string            `json:"host"`
-	Containers []Container       `json:"containers"` // the containers with a remove verdict
+	// VarsSHA256 pins Vars as FileSHA256 pins the file (see VarsHash): the
+	// variables reconfigure the pipeline (its paths, its prefix), so they
+	// are part of what the plan stands for.
+	VarsSHA256 string      `json:"vars_sha256"`
+	Created    time.Time   `json:"created"` // wall clock when the plan was written (UTC)
+	Now        time.Time   `json:"now"`     // the instant ages were measured against (--now or the wall clock)
+	Host       string      `json:"host"`
+	Containers []Container `json:"containers"` // the containers with a remove verdict
 }
 
 // Container is one container the plan decided to remove.
@@ -93,9 +99,16 @@ func FingerprintOf(c pipeline.Container) Fingerprint {
 
 // LabelsHash is the sha256 of a label set, independent of map order; nil
 // and empty label sets hash alike.
-func LabelsHash(labels map[string]string) string {
-	lines := make([]string, 0, len(labels))
-	for k, v := range labels {
+func LabelsHash(labels map[string]string) string { return pairsHash(labels) }
+
+// VarsHash is the sha256 of a plan's variables, computed as LabelsHash.
+func VarsHash(vars map[string]string) string { return pairsHash(vars) }
+
+// pairsHash hashes a string map independent of its order: the sorted lines
+// "key"="value" (quoted as strconv.Quote does), each ending in a newline.
+func pairsHash(m map[string]string) string {
+	lines := make([]string, 0, len(m))
+	for k, v := range m {
 		lines = append(lines, strconv.Quote(k)+"="+strconv.Quote(v)+"\n")
 	}
 	slices.Sort(lines)
@@ -173,6 +186,7 @@ func New(env *pipeline.Env, batch *pipeline.Batch, src Source, created time.Time
 	if p.Vars == nil {
 		p.Vars = map[string]string{}
 	}
+	p.VarsSHA256 = VarsHash(p.Vars)
 	for _, rec := range batch.Records {
 		if rec.Verdict.Action != pipeline.ActionRemove || !rec.Candidate() {
 			continue
@@ -248,9 +262,24 @@ func invalid(path, format string, args ...any) error {
 	return &InvalidError{Path: path, Reason: fmt.Sprintf(format, args...)}
 }
 
-// Read reads and checks the syntax of a plan file.
+// MaxFileSize bounds a plan file: 10,000 planned containers take about
+// 6 MB.
+const MaxFileSize = 64 << 20
+
+// Read reads and checks the syntax of a plan file, without a trust check:
+// see ReadTrusted.
 func Read(path string) (*Plan, error) {
-	data, err := os.ReadFile(path)
+	return ReadTrusted(path, safefile.Trust{})
+}
+
+// ReadTrusted reads a plan file through the one hardened reader (a regular
+// file only, opened without blocking, at most MaxFileSize bytes) and checks
+// its syntax. With trust.Enforce (apply as root), a plan that an untrusted
+// user could have written, or that sits where one could replace it, is
+// refused: the plan names the pipeline file and the variables apply runs
+// with, as root.
+func ReadTrusted(path string, trust safefile.Trust) (*Plan, error) {
+	data, err := safefile.Read(context.Background(), path, safefile.Options{MaxSize: MaxFileSize, Trust: trust})
 	if err != nil {
 		return nil, invalid(path, "%v", err)
 	}
@@ -262,8 +291,11 @@ func Read(path string) (*Plan, error) {
 	switch {
 	case p.Format != FormatVersion:
 		return nil, invalid(path, "plan format %d; this ds01-pipe reads format %d", p.Format, FormatVersion)
-	case p.Pipeline == "" || p.File == "" || p.FileSHA256 == "" || p.Created.IsZero():
-		return nil, invalid(path, "not a ds01-pipe plan file: pipeline, file, file_sha256 and created are required")
+	case p.Pipeline == "" || p.File == "" || p.FileSHA256 == "" || p.VarsSHA256 == "" || p.Created.IsZero():
+		return nil, invalid(path, "not a ds01-pipe plan file: pipeline, file, file_sha256, vars_sha256 and created are required")
+	case VarsHash(p.Vars) != p.VarsSHA256:
+		return nil, invalid(path, "its vars changed since the plan was made (sha256 %s, plan has %s); make a new plan",
+			short(VarsHash(p.Vars)), short(p.VarsSHA256))
 	}
 	for i, c := range p.Containers {
 		if c.ID == "" {

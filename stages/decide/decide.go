@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 	"github.com/ds01/ds01-pipe/policy"
@@ -65,14 +66,32 @@ type Policy interface {
 
 // Stage is the decide stage.
 type Stage struct {
-	CreatedTimeout   string `hcl:"created_timeout,optional" doc:"How long a created-but-never-started container may exist before it is removed, GPU or not. \"\" takes policies.created_container_timeout_m from the policy (30m if unset, never if null); a Go duration (\"45m\") or \"never\" overrides it for this stage."`
-	UnknownOwnerHold string `hcl:"unknown_owner_hold,optional" doc:"Post-stop hold of exited containers whose owner is unknown. \"\" takes the policy's strictest chain (container_types.<type>, container_types.unknown, defaults, 30m); a Go duration (\"15m\") or \"never\" overrides it for this stage."`
-	IdleEventsFile   string `hcl:"idle_events_file,optional" doc:"DS01's events.jsonl. An exited container with a maintenance.idle_kill event from its latest run was stopped by the idle checker and is removed at once, with no hold. Read once per run; a missing file means no idle kills, an unreadable one a warning. \"\" turns the rule off."`
+	CreatedTimeout   string  `hcl:"created_timeout,optional" doc:"How long a created-but-never-started container may exist before it is removed, GPU or not. \"\" takes policies.created_container_timeout_m from the policy (30m if unset, never if null); a Go duration (\"45m\") or \"never\" overrides it for this stage."`
+	UnknownOwnerHold string  `hcl:"unknown_owner_hold,optional" doc:"Post-stop hold of exited containers whose owner is unknown. \"\" takes the policy's strictest chain (container_types.<type>, container_types.unknown, defaults, 30m); a Go duration (\"15m\") or \"never\" overrides it for this stage."`
+	IdleEventsFile   *string `hcl:"idle_events_file,optional" doc:"DS01's events.jsonl. An exited container with a maintenance.idle_kill event from its latest run was stopped by the idle checker and is removed at once, with no hold. Unset: the log stage's events_file (its \"\" turns the rule off), or /var/log/ds01/events.jsonl in a pipeline without a log stage. Read once per run; a missing file means no idle kills, an unreadable one a warning. As root, a file that users can write (DS01 suggests chmod 666) is not trusted: its idle kills are ignored, with a warning. \"\" turns the rule off."`
+
+	// files are the pipeline's trust rule and its log stage's events file.
+	files pipeline.FileSettings
 }
 
 // New returns a decide stage with its defaults.
 func New() *Stage {
-	return &Stage{IdleEventsFile: DefaultIdleEventsFile}
+	return &Stage{}
+}
+
+// UseFiles takes the pipeline's trust rule and its events writer, so idle
+// kills come from where this pipeline's log stage writes events.
+func (s *Stage) UseFiles(fs pipeline.FileSettings) { s.files = fs }
+
+// eventsPath is the file idle kills are read from; "" turns the rule off.
+func (s *Stage) eventsPath() string {
+	switch {
+	case s.IdleEventsFile != nil:
+		return *s.IdleEventsFile
+	case s.files.HasEventsWriter:
+		return s.files.EventsFile
+	}
+	return DefaultIdleEventsFile
 }
 
 // Init checks the duration attributes, so that a typo fails validation
@@ -98,7 +117,7 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	}
 	var kills map[string]time.Time
 	if needsIdleKills(batch.Records) {
-		kills = s.idleKills(env.Log)
+		kills = s.idleKills(ctx, env.Log)
 	}
 	now := env.Now.UTC()
 	for _, rec := range batch.Records {
@@ -122,24 +141,34 @@ func needsIdleKills(recs []*pipeline.Record) bool {
 	return false
 }
 
-// idleKills reads the idle kills for this run. A read error only disables
-// the rule: its containers then follow the ordinary hold, which keeps them
-// longer, never removes them sooner.
-func (s *Stage) idleKills(log logrus.FieldLogger) map[string]time.Time {
-	if s.IdleEventsFile == "" {
+// idleKills reads the idle kills for this run. A read error, or a file that
+// untrusted users could have written, only disables the rule: its
+// containers then follow the ordinary hold, which keeps them longer, never
+// removes them sooner (fail closed).
+func (s *Stage) idleKills(ctx context.Context, log logrus.FieldLogger) map[string]time.Time {
+	path := s.eventsPath()
+	if path == "" {
 		return nil
 	}
-	kills, stats, err := events.ReadIdleKills(s.IdleEventsFile)
+	kills, stats, err := events.ReadIdleKillsTrusted(ctx, path, s.files.Trust)
 	if err != nil {
 		if log != nil {
-			log.WithField("stage", Kind).WithError(err).Warnf("%s: cannot read idle kills; idle-stopped containers follow the post-stop hold this run", attrIdleEventsFile)
+			var ie *safefile.InsecureError
+			if errors.As(err, &ie) {
+				log.WithField("stage", Kind).WithError(err).Warnf("%s: idle kills in %s are ignored, since users could have written them; idle-stopped containers follow the post-stop hold", attrIdleEventsFile, path)
+			} else {
+				log.WithField("stage", Kind).WithError(err).Warnf("%s: cannot read idle kills; idle-stopped containers follow the post-stop hold this run", attrIdleEventsFile)
+			}
 		}
 		return nil
+	}
+	if stats.Truncated > 0 && log != nil {
+		log.WithField("stage", Kind).Warnf("%s: %s is larger than %d bytes; idle kills were read from its last %d bytes only", attrIdleEventsFile, path, events.MaxReadBytes, events.MaxReadBytes)
 	}
 	if n := stats.Skipped(); n > 0 && log != nil {
 		// Other writers share the file; a damaged line costs at most an
 		// idle kill that goes unseen, so this is no warning.
-		log.WithField("stage", Kind).Debugf("%s: skipped %d of %d lines of %s", attrIdleEventsFile, n, stats.Lines, s.IdleEventsFile)
+		log.WithField("stage", Kind).Debugf("%s: skipped %d of %d lines of %s", attrIdleEventsFile, n, stats.Lines, path)
 	}
 	return kills
 }

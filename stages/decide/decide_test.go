@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -483,7 +484,7 @@ func TestSample(t *testing.T) {
 	if err := s.Init(); err != nil {
 		t.Fatal(err)
 	}
-	if *s != *New() {
+	if !reflect.DeepEqual(s, New()) {
 		t.Errorf("sample.hcl gives %+v, want the defaults %+v", *s, *New())
 	}
 	readme, err := os.ReadFile("README.md")
@@ -537,7 +538,7 @@ func TestProcess(t *testing.T) {
 		batch.Records = append(batch.Records, r)
 	}
 	s := New()
-	s.IdleEventsFile = filepath.Join("testdata", "events.jsonl")
+	s.IdleEventsFile = ptr(filepath.Join("testdata", "events.jsonl"))
 	if err := s.Init(); err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +587,7 @@ func TestProcessIdleEventsFile(t *testing.T) {
 				rec.Container.State = st
 			}
 			env, hook := newEnv(ds01)
-			s := &Stage{IdleEventsFile: tt.file}
+			s := &Stage{IdleEventsFile: &tt.file}
 			if err := s.Process(context.Background(), env, &pipeline.Batch{Records: []*pipeline.Record{rec}}); err != nil {
 				t.Fatalf("Process = %v, want nil", err)
 			}
@@ -854,3 +855,5 @@ func BenchmarkDecide(b *testing.B) {
 		i++
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -12,6 +12,8 @@ stage "decide" {
 
   # DS01's event log. A container the idle checker stopped
   # (maintenance.idle_kill) is removed at once, with no hold.
-  # "" turns that rule off.
-  idle_events_file = "/var/log/ds01/events.jsonl"
+  # Unset, it is the log stage's events_file (or /var/log/ds01/events.jsonl
+  # without a log stage); "" turns that rule off. As root, a file that
+  # users can write is not trusted: its idle kills are ignored.
+  # idle_events_file = "/var/log/ds01/events.jsonl"
 }

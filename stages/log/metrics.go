@@ -1,10 +1,11 @@
 package logstage
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
@@ -123,20 +125,26 @@ func writeMetrics(log logrus.FieldLogger, path string, m runMetrics) error {
 	return nil
 }
 
+// maxPreviousMetrics bounds the previous metrics file: the log stage
+// writes a few kilobytes.
+const maxPreviousMetrics = 16 << 20
+
 // readPrevious reads the values to carry over from the file the last run
 // wrote, for the same pipeline and host. A missing file carries nothing.
 func readPrevious(path, pipelineName, host string) (previous, error) {
 	var prev previous
-	f, err := os.Open(path)
+	// The one hardened reader: a FIFO or device planted at the path (the
+	// textfile folder is often not root's) is an error at once, never a
+	// read that blocks past the run's deadline.
+	data, err := safefile.Read(context.Background(), path, safefile.Options{MaxSize: maxPreviousMetrics})
 	if errors.Is(err, fs.ErrNotExist) {
 		return prev, nil
 	}
 	if err != nil {
 		return prev, err
 	}
-	defer f.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(f)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
 	if err != nil {
 		return prev, err
 	}
