@@ -9,6 +9,7 @@
 //	exit N      exit with code N (0-255)
 //	sleep D     sleep for the Go duration D ("1s", "250ms"), then exit 0
 //	forever     block until SIGTERM or SIGINT, then exit 0
+//	busy        keep one CPU busy until SIGTERM or SIGINT, then exit 0
 //
 // Anything else prints a usage line on stderr and exits 2.
 package main
@@ -22,7 +23,7 @@ import (
 	"time"
 )
 
-const usage = "usage: probe [exit N | sleep DURATION | forever]"
+const usage = "usage: probe [exit N | sleep DURATION | forever | busy]"
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -55,6 +56,20 @@ func run(args []string) int {
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
 		return 0
+	case args[0] == "busy" && len(args) == 1:
+		// A CPU-busy container for the lifecycle tests: Docker's stats
+		// show it near 100 % of one CPU.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		for n := uint64(0); ; n++ {
+			if n%(1<<20) == 0 {
+				select {
+				case <-sig:
+					return 0
+				default:
+				}
+			}
+		}
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		return 2
