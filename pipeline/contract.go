@@ -65,8 +65,9 @@ type Contract struct {
 	Writes []Field
 	// Amends are fields the stage changes on some records after another
 	// stage wrote them (release keeps a container whose GPU is busy). They
-	// satisfy no Needs, but the stage must still come before every stage
-	// that reads them.
+	// satisfy no Needs and order nothing: a stage that must see the
+	// amendment reads a field the amending stage writes (remove reads the
+	// gpu-release that release writes).
 	Amends []Field
 	// NeedsLater are fields a later stage must write (release with
 	// kill_orphans: processes are signalled only once a removal confirms
@@ -103,9 +104,6 @@ func (c Contract) Changes() []Field {
 
 // writes reports whether the contract produces f (not merely amends it).
 func (c Contract) writes(f Field) bool { return slices.Contains(c.Writes, f) }
-
-// changes reports whether the contract writes or amends f.
-func (c Contract) changes(f Field) bool { return slices.Contains(c.Changes(), f) }
 
 // ContractOf returns the contract of one configured stage of the kind:
 // the kind's Contract, refined by Configure when the kind has one.
@@ -167,10 +165,14 @@ func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.D
 			"Stage %s needs the %s, which no stage of this pipeline writes: add %s before %s.",
 			st.ref, f, kindList(writers[f]), st.ref))
 	}
+	if st.contract.Terminal {
+		// What comes after a terminal stage gets its own diagnostic.
+		return nil
+	}
 	for _, f := range slices.Concat(st.contract.Needs, st.contract.Reads) {
 		for k := i + 1; k < len(stages); k++ {
 			w := stages[k]
-			if w.contract.changes(f) {
+			if w.contract.writes(f) {
 				return diag("Stage out of order", fmt.Sprintf(
 					"Stage %s reads the %s, which stage %s (%s) writes: %s must come before %s.",
 					st.ref, f, w.ref, at(w.rng), w.ref, st.ref))

@@ -1,0 +1,4 @@
+pipeline "p" {
+  gpu { backend = "none" }
+  stage "attribute" {} # ERROR: Missing stage
+}

@@ -1,0 +1,7 @@
+pipeline "p" {
+  gpu { backend = "none" }
+  stage "discover" {}
+  stage "decide" {}
+  stage "remove" {} # ERROR: Stage out of order
+  stage "release" {}
+}
