@@ -232,36 +232,50 @@ type Outcome struct {
 	Error  string
 }
 
-// Record is one container flowing through the stages. Discover fills
-// Container; each later stage fills its own part. Stages work on the whole
-// batch, so a record is shared by pointer and each field has one writer.
+// Record is one container flowing through the stages. Stages work on the
+// whole batch, so a record is shared by pointer. Each group of members is
+// one field of the stage contract (Field, in brackets below): a stage kind
+// declares which it writes (Spec.Contract), the loader orders the stages by
+// those declarations, and a test runs every kind and fails when one
+// changes a field it did not declare. Any stage may add Warnings.
 type Record struct {
+	// [facts] discover: the Docker facts, read once per run.
 	Container Container
 
-	Owner Owner  // attribute
-	Type  string // classify
+	Owner Owner  // [owner] attribute
+	Type  string // [type] classify
 
-	Exempt       bool // exempt: the engine never lets an exempt record be acted on
+	// [exemption] exempt, and the engine itself for the ds01.protected and
+	// ds01.monitoring labels; nothing clears it. The engine never lets an
+	// exempt record keep an acting verdict.
+	Exempt       bool
 	ExemptReason string
 
-	Verdict Verdict // decide
+	// [verdict] decide (cleanup) or lifecycle; amended by discover (skip a
+	// half-read container), release (keep a container whose GPU is busy)
+	// and the engine (an acting verdict that breaks an invariant becomes a
+	// skip).
+	Verdict Verdict
 
-	// GPU view (discover from Docker records, release from NVML).
+	// [gpu-claims] discover from Docker records; amended by release with
+	// GPU use NVML shows and no record names.
 	GPUs   []GPUClaim
 	GPUAll bool // --gpus all / count request: every device, no IDs recorded
-	// ReleaseGPUs are the UUIDs the release stage cleared for release. They
-	// count as released (and get their gpu.release events) only once the
+	// [gpu-release] release, and stop: the UUIDs cleared for release. They count
+	// as released (and get their gpu.release events) only once the
 	// container is really gone: see SettleReleases.
 	ReleaseGPUs []string
 
-	Outcome  Outcome  // remove (and later stop)
+	// [outcome] remove (its removal part: removed, gone) and stop;
+	// amended by discover (a failed inspect).
+	Outcome  Outcome
 	Warnings []string // per-container oddities that did not stop the run
 
-	// Incomplete says why the container's facts could not be read (an
+	// [facts] discover: why the container's facts could not be read (an
 	// inspect that failed); such a record is never decided or acted on.
 	Incomplete string
 
-	// Lifecycle holds the idle and runtime facts of a running container
+	// [lifecycle] the idle and runtime facts of a running container
 	// (measure, lifecycle, notify, stop); nil elsewhere.
 	Lifecycle *Lifecycle
 }
