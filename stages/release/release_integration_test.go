@@ -139,6 +139,8 @@ func TestIntegrationReconcileAndKill(t *testing.T) {
 	s := New()
 	s.KillOrphans = true
 	s.KillGrace = "5s"
+	// The two host processes read as a host session's, wherever the test runs.
+	s.ProcRoot = mixedProc(t, map[int]bool{onReleased.pid(): false, elsewhere.pid(): false})
 	if err := s.Init(); err != nil {
 		t.Fatal(err)
 	}
