@@ -710,6 +710,9 @@ func typeName(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Pointer:
 		return typeName(t.Elem())
+	case reflect.Interface:
+		// An hcl.Expression kept for per-record evaluation (filter's when).
+		return "expression"
 	case reflect.String:
 		return "string"
 	case reflect.Bool:
@@ -725,7 +728,7 @@ func typeName(t reflect.Type) string {
 }
 
 func defaultText(v reflect.Value) string {
-	if v.Kind() == reflect.Pointer {
+	if v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 		if v.IsNil() {
 			return ""
 		}
