@@ -73,6 +73,9 @@ func LoadTrusted(f Files, trust safefile.Trust) (*Model, error) {
 		}
 		m.exemptions = ex
 	}
+	if err := loadLifecycle(m, f, trust); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

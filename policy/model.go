@@ -37,6 +37,7 @@ type Model struct {
 	policies      layer
 	infra         []string
 	exemptions    []exemption
+	life          *lifecycleKeys // non-duration lifecycle keys (lifecycle.go); nil: DS01's defaults
 }
 
 // layer holds the duration keys of one section (defaults, a group, an override,
