@@ -19,7 +19,7 @@ const (
 	timerFile   = "ds01-pipe@.timer"
 
 	// The command line the timer runs, as the install puts it (PREFIX=/usr/local).
-	wantExecStart = "/usr/local/bin/ds01-pipe run --log-format json /etc/ds01-pipe/pipelines/%i.hcl"
+	wantExecStart = "/usr/local/bin/ds01-pipe run /etc/ds01-pipe/pipelines/%i.hcl"
 	// The timer's period; a run must end well before the next tick.
 	timerPeriod = 15 * time.Minute
 )
@@ -471,7 +471,7 @@ func TestMakeInstall(t *testing.T) {
 	runMake(t, root, work, "install", "DESTDIR="+opt, "PREFIX=/opt/ds01-pipe")
 	wantFile(t, filepath.Join(opt, "opt/ds01-pipe/bin/ds01-pipe"), 0o755)
 	if got, want := execStart(t, filepath.Join(opt, "opt/ds01-pipe/lib/systemd/system", serviceFile)),
-		"/opt/ds01-pipe/bin/ds01-pipe run --log-format json /etc/ds01-pipe/pipelines/%i.hcl"; got != want {
+		"/opt/ds01-pipe/bin/ds01-pipe run /etc/ds01-pipe/pipelines/%i.hcl"; got != want {
 		t.Errorf("PREFIX=/opt/ds01-pipe: ExecStart=%s, want %s", got, want)
 	}
 
@@ -605,7 +605,7 @@ func TestMakeDeb(t *testing.T) {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
 	got := execStart(t, filepath.Join(x, "lib/systemd/system", serviceFile))
-	if want := "/usr/bin/ds01-pipe run --log-format json /etc/ds01-pipe/pipelines/%i.hcl"; got != want {
+	if want := "/usr/bin/ds01-pipe run /etc/ds01-pipe/pipelines/%i.hcl"; got != want {
 		t.Errorf("packaged ExecStart=%s, want %s", got, want)
 	}
 	wantFile(t, filepath.Join(x, "usr/bin/ds01-pipe"), 0o755)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,12 +40,20 @@ type Env struct {
 	Mode     Mode
 	Now      time.Time // every age is measured against this instant (UTC)
 	Host     string
+	// Started is when the run began on the wall clock (never the --now
+	// clock): run durations are measured from it.
+	Started time.Time
 
 	Docker      Docker
 	CallTimeout time.Duration // deadline for each Docker call
 	GPU         nvml.Backend  // may be a "none" backend, never nil
 	GPURequired bool          // no GPU view is an error, not a warning
 	Policy      *policy.Model
+
+	// Events appends each event to the events file as the action it
+	// records completes (see EventLog). nil: events stay queued on the
+	// batch for the log stage (plan mode, no events file, library use).
+	Events *EventLog
 
 	Log   logrus.FieldLogger
 	Stats *Stats
@@ -92,13 +101,24 @@ type Batch struct {
 
 	mu     sync.Mutex
 	events []events.Event
+	// sink, when set (Run sets Env.Events), takes every event at once
+	// instead of the queue.
+	sink *EventLog
 }
 
-// Emit queues an event for the log stage. Stages emit only after an action
-// really happened, so the log never claims what did not take place.
+// Emit records an event. Stages emit only after an action really
+// happened, so the log never claims what did not take place. With an
+// events file open for the run (Env.Events) the line is appended at once,
+// so a run killed at any later point has still recorded the action;
+// otherwise the event is queued for the log stage.
 func (b *Batch) Emit(ev events.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.sink != nil {
+		// Errors are counted by the sink; the log stage reports them.
+		_ = b.sink.Write(ev)
+		return
+	}
 	b.events = append(b.events, ev)
 }
 
@@ -149,4 +169,133 @@ type GPUProcess struct {
 	Runtime string
 	// Unaccounted says why the process could not be explained; "" when it was.
 	Unaccounted string
+}
+
+// EventLog is the run's events file, opened when the run starts (Execute,
+// run mode) from the log stage's events_file, so that every stage's event
+// is appended as the action it records completes, one write(2) per line,
+// in DS01's exact format. It keeps count of what could not be written; the
+// log stage reports that. Safe for concurrent use.
+type EventLog struct {
+	path string
+
+	mu      sync.Mutex
+	w       *events.Writer
+	openErr error
+	written int
+	failed  int
+	err     error // the first failure
+}
+
+// OpenEventLog opens path for appending. A file that cannot be opened is
+// not an error here: every event written to it then fails and is counted,
+// and the run reports it (exit 2, or 1 with fail_on_event_error), because
+// the actions themselves must not wait on the audit log.
+func OpenEventLog(path string) *EventLog {
+	l := &EventLog{path: path}
+	l.w, l.openErr = events.OpenFile(path)
+	return l
+}
+
+// Path is the events file.
+func (l *EventLog) Path() string { return l.path }
+
+// OpenErr is why the file could not be opened, or nil.
+func (l *EventLog) OpenErr() error { return l.openErr }
+
+// Write appends one event.
+func (l *EventLog) Write(ev events.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.openErr
+	if err == nil {
+		err = l.w.Write(ev)
+	}
+	if err != nil {
+		l.failed++
+		if l.err == nil {
+			l.err = err
+		}
+		return err
+	}
+	l.written++
+	return nil
+}
+
+// Counts returns how many events were written, how many failed, and the
+// first failure.
+func (l *EventLog) Counts() (written, failed int, first error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.written, l.failed, l.err
+}
+
+// Close closes the file; later writes fail.
+func (l *EventLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return nil
+	}
+	err := l.w.Close()
+	l.w = nil
+	if l.openErr == nil {
+		l.openErr = errors.New("events file " + l.path + ": closed")
+	}
+	return err
+}
+
+// EventsOwner is implemented by the stage kind that names the run's events
+// file (the log stage). Execute opens that file when a run starts.
+type EventsOwner interface {
+	EventsPath() string
+}
+
+// EventsPath is the events file the first stage that names one names, or
+// "" when no stage does.
+func EventsPath(stages []StageInstance) string {
+	for _, st := range stages {
+		if o, ok := st.Stage.(EventsOwner); ok && o.EventsPath() != "" {
+			return o.EventsPath()
+		}
+	}
+	return ""
+}
+
+// RunEnd is how a run ended, once its exit code is known: what every
+// EndRecorder records, whatever the outcome.
+type RunEnd struct {
+	// Result is nil when the run stopped before its stages ran (lock
+	// held, engine unreachable, GPU configuration).
+	Result   *Result
+	Err      error
+	ExitCode int
+	// Outcome names the exit code: done, partial, failed, locked,
+	// config_error.
+	Outcome string
+	// Ended is the wall clock at the end of the run.
+	Ended time.Time
+}
+
+// EndRecorder is implemented by stages that record every run of their
+// pipeline, whatever its outcome (the log stage: the pipeline.summary
+// event, the metrics). RecordEnd runs them after the run, also when the
+// stages never ran.
+type EndRecorder interface {
+	RecordEnd(env *Env, end RunEnd)
+}
+
+// RecordEnd hands the end of a run to every stage of the pipeline that
+// records it, then closes the run's events file.
+func RecordEnd(env *Env, stages []StageInstance, end RunEnd) {
+	for _, st := range stages {
+		if r, ok := st.Stage.(EndRecorder); ok {
+			r.RecordEnd(env, end)
+		}
+	}
+	if env.Events != nil {
+		if err := env.Events.Close(); err != nil && env.Log != nil {
+			env.Log.WithError(err).Warn("closing the events file")
+		}
+	}
 }

@@ -110,17 +110,21 @@ func OpenGPU(cfg GPUConfig, simOverride string) (nvml.Backend, error) {
 	return b, nil
 }
 
-// Execute runs a loaded pipeline: it opens the GPU view, takes the lock
-// (run mode only), connects to Docker, and runs the stages under the
-// pipeline's deadline. The returned Env describes the run even on error.
+// Execute runs a loaded pipeline: it opens the GPU view, opens the events
+// file and takes the lock (run mode only), connects to Docker, and runs
+// the stages under the pipeline's deadline. The returned Env describes the
+// run even on error. In run mode the caller ends every run, whatever its
+// outcome, with RecordEnd, which records it (pipeline.summary, metrics)
+// and closes the events file.
 func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result, error) {
 	log := opts.Log
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
+	started := time.Now()
 	now := opts.Now
 	if now.IsZero() {
-		now = time.Now()
+		now = started
 	}
 	host, _ := os.Hostname()
 	env := &Env{
@@ -129,6 +133,7 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 		Mode:        opts.Mode,
 		Now:         now.UTC(),
 		Host:        host,
+		Started:     started,
 		CallTimeout: opts.CallTimeout,
 		GPURequired: cfg.GPU.Required,
 		Policy:      cfg.Policy,
@@ -142,6 +147,19 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	}
 	defer gpu.Close()
 	env.GPU = gpu
+
+	if opts.Mode == ModeRun {
+		// Opened before the lock and the engine, so that whatever follows
+		// (a held lock, an unreachable engine, an action at any point) is
+		// recorded: each stage's event is appended as its action completes.
+		// (A configuration error above is not a run: nothing is recorded.)
+		if path := EventsPath(cfg.Stages); path != "" {
+			env.Events = OpenEventLog(path)
+			if err := env.Events.OpenErr(); err != nil {
+				env.Log.WithError(err).Error("events file cannot be opened; this run's actions will not be recorded in it")
+			}
+		}
+	}
 
 	if opts.Mode == ModeRun && cfg.LockFile != "" {
 		unlock, err := lock(cfg.LockFile, cfg.Name, cfg.Trust)

@@ -102,7 +102,7 @@ const finalizeTimeout = 30 * time.Second
 // stop a container that is exempt, or that this run did not discover.
 func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error) {
 	started := time.Now()
-	res := &Result{Batch: &Batch{Started: started}, Started: started}
+	res := &Result{Batch: &Batch{Started: started, sink: env.Events}, Started: started}
 	var guard *guardedDocker
 	if env.Docker != nil {
 		guard = &guardedDocker{Docker: env.Docker}

@@ -113,7 +113,7 @@ func applyRun(cmd *cobra.Command, io IOStreams, g *globalOptions, o *applyOption
 				Info("planned container is no longer due for removal; kept")
 		}
 	}
-	return finishRun(io, log, format, env, res, runErr)
+	return finishRun(io, log, format, cfg.Stages, env, res, runErr)
 }
 
 // loadConfigText reads a pipeline file once and loads the configuration

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ds01/ds01-pipe/internal/dockertest"
 	"github.com/ds01/ds01-pipe/pipeline/planfile"
+	"github.com/ds01/ds01-pipe/pipeline/report"
 )
 
 // Operations tests: the lock, deadlines, saved plans and apply, the
@@ -210,8 +211,12 @@ func TestOpsLockHeldSecondRunExits3(t *testing.T) {
 	if code != ExitLocked {
 		t.Fatalf("second run: exit %d, want 3; stderr:\n%s", code, errOut)
 	}
-	if out != "" {
-		t.Errorf("the locked-out run printed a report: %q", out)
+	// The report says what happened: nothing, and why.
+	var doc report.Document
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Errorf("the locked-out run's report is not JSON (%v): %q", err, out)
+	} else if len(doc.Containers) != 0 || !strings.Contains(doc.Summary.Error, "another run holds") {
+		t.Errorf("the locked-out run's report: %+v", doc)
 	}
 	if lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n"); len(lines) != 1 {
 		t.Errorf("want one line on stderr, have %d:\n%s", len(lines), errOut)

@@ -41,6 +41,10 @@ func (s IOStreams) outIsTerminal() bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// noColor reports whether the user asked for no colours (NO_COLOR set to
+// anything but "", https://no-color.org).
+func noColor() bool { return lookupEnv("NO_COLOR") != "" }
+
 func (s IOStreams) errIsTerminal() bool {
 	f, ok := s.Err.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
@@ -104,16 +108,25 @@ func Main(args []string, io IOStreams) ExitCode {
 	if err == nil {
 		return ExitOK
 	}
+	code := ExitConfigError // anything cobra itself rejected (unknown flag, wrong argument count) is bad usage
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(io.Err, "ds01-pipe:", ee.err)
-		}
-		return ee.code
+		code, err = ee.code, ee.err
 	}
-	// Anything cobra itself rejected (unknown flag, wrong argument count) is bad usage.
-	fmt.Fprintln(io.Err, "ds01-pipe:", err)
-	return ExitConfigError
+	if err != nil && err.Error() != "" {
+		// The last line of every failed command is its reason: what
+		// `systemctl status` and the journal show for the run.
+		line := []byte("ds01-pipe: " + err.Error() + "\n")
+		if io.errIsJournal() {
+			prio := journalPriority(logrus.ErrorLevel)
+			if code == ExitLocked {
+				prio = journalPriority(logrus.WarnLevel) // skipped, not failed
+			}
+			line = prefixLines(line, prio)
+		}
+		_, _ = io.Err.Write(line)
+	}
+	return code
 }
 
 func newRootCmd(io IOStreams) *cobra.Command {
@@ -166,11 +179,11 @@ func (g *globalOptions) logger(io IOStreams) (*logrus.Logger, error) {
 	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
 	case "text":
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: noColor()})
 	case "auto":
 		switch {
 		case io.errIsTerminal():
-			log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+			log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: noColor()})
 		case io.errIsJournal():
 			// journald stamps every line itself and shows no colours.
 			log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableColors: true})
@@ -179,6 +192,10 @@ func (g *globalOptions) logger(io IOStreams) (*logrus.Logger, error) {
 		}
 	default:
 		return nil, usageError("--log-format must be text, json or auto, not %q", g.logFormat)
+	}
+	if io.errIsJournal() {
+		// Whatever the format, each line carries its priority.
+		log.SetFormatter(journalFormatter{log.Formatter})
 	}
 	return log, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/planfile"
 	"github.com/ds01/ds01-pipe/pipeline/report"
+	logstage "github.com/ds01/ds01-pipe/stages/log"
 )
 
 // runOptions are the flags of plan and run.
@@ -149,7 +151,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 			log.WithField("plan", o.out).Info("plan saved; apply it with: ds01-pipe apply " + o.out)
 		}
 	}
-	if err := finishRun(io, log, format, env, res, runErr); err != nil {
+	if err := finishRun(io, log, format, cfg.Stages, env, res, runErr); err != nil {
 		return err
 	}
 	if saveErr != nil {
@@ -165,31 +167,94 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	return nil
 }
 
-// finishRun prints the report of a run (plan, run or apply) and turns its
-// result into the exit code of DESIGN.md section 6.
-func finishRun(io IOStreams, log logrus.FieldLogger, format string, env *pipeline.Env, res *pipeline.Result, runErr error) error {
-	var locked *pipeline.LockedError
-	switch {
-	case pipeline.IsConfigError(runErr):
-		return withCode(ExitConfigError, runErr)
-	case errors.As(runErr, &locked):
-		return withCode(ExitLocked, runErr)
+// finishRun ends a run (plan, run or apply) that loaded its pipeline,
+// whatever happened but a configuration error: it turns the result into the exit code of DESIGN.md
+// section 6, has the pipeline record the run's end (the log stage's
+// pipeline.summary event and metrics, in run mode), and prints the report:
+// the JSON document always, the table when the stages ran.
+func finishRun(io IOStreams, log logrus.FieldLogger, format string, stages []pipeline.StageInstance, env *pipeline.Env, res *pipeline.Result, runErr error) error {
+	code, err := exitStatus(res, runErr)
+	if code == ExitConfigError {
+		// Not a run: nothing was contacted or done, nothing is recorded,
+		// and the diagnostics on stderr are the whole answer.
+		pipeline.RecordEnd(env, nil, pipeline.RunEnd{})
+		return withCode(code, err)
+	}
+	pipeline.RecordEnd(env, stages, pipeline.RunEnd{
+		Result: res, Err: err, ExitCode: int(code), Outcome: code.outcome(), Ended: time.Now(),
+	})
+	if format == "json" || res != nil {
+		if werr := writeReport(io, format, report.Build(env, res, runErr)); werr != nil && code == ExitOK {
+			return withCode(ExitFailure, fmt.Errorf("writing report: %w", werr))
+		}
 	}
 	if res != nil {
-		doc := report.Build(env, res, runErr)
-		if err := writeReport(io, format, doc); err != nil {
-			return withCode(ExitFailure, fmt.Errorf("writing report: %w", err))
-		}
 		log.WithField("api_calls", fmt.Sprintf("list=%d inspect=%d remove=%d", env.Stats.ListCalls.Load(), env.Stats.InspectCalls.Load(), env.Stats.RemoveCalls.Load())).
 			Debug("docker API calls")
 	}
-	if runErr != nil {
-		return withCode(ExitFailure, runErr)
+	if code == ExitOK {
+		return nil
 	}
-	if res.Failed() > 0 {
-		return withCode(ExitPartial, fmt.Errorf("%d action(s) failed; see the report", res.Failed()))
+	return withCode(code, err)
+}
+
+// exitStatus is the exit code of a run and the error that says why it is
+// not 0.
+func exitStatus(res *pipeline.Result, runErr error) (ExitCode, error) {
+	var locked *pipeline.LockedError
+	switch {
+	case pipeline.IsConfigError(runErr):
+		return ExitConfigError, runErr
+	case errors.As(runErr, &locked):
+		return ExitLocked, runErr
+	case runErr != nil:
+		return ExitFailure, runErr
+	case res != nil && res.Failed() > 0:
+		return ExitPartial, fmt.Errorf("%d action(s) failed: %s", res.Failed(), failures(res))
 	}
-	return nil
+	return ExitOK, nil
+}
+
+// maxFailuresNamed bounds the failures the error line names: it is the
+// line the journal and `systemctl status` show, and the report has all.
+const maxFailuresNamed = 3
+
+// failures names what failed, for the one line that says why a run ended
+// with exit 2 (under systemd the report goes nowhere).
+func failures(res *pipeline.Result) string {
+	var parts []string
+	for _, rec := range res.Batch.Records {
+		if rec.Outcome.Status == pipeline.OutcomeFailed {
+			parts = append(parts, rec.Container.Name+": "+rec.Outcome.Error)
+		}
+	}
+	for _, err := range res.Partial {
+		parts = append(parts, err.Error())
+	}
+	if len(parts) > maxFailuresNamed {
+		parts = append(parts[:maxFailuresNamed], fmt.Sprintf("and %d more in the report", len(parts)-maxFailuresNamed))
+	}
+	// Container names come from their owners: a newline there must not
+	// forge a second line in the journal.
+	return logstage.Sanitize(strings.Join(parts, "; "))
+}
+
+// outcome names an exit code of a run, for the pipeline.summary event and
+// the metrics.
+func (c ExitCode) outcome() string {
+	switch c {
+	case ExitOK:
+		return "done"
+	case ExitFailure:
+		return "failed"
+	case ExitPartial:
+		return "partial"
+	case ExitLocked:
+		return "locked"
+	case ExitConfigError:
+		return "config_error"
+	}
+	return "exit_" + strconv.Itoa(int(c))
 }
 
 func writeReport(io IOStreams, format string, doc *report.Document) error {

@@ -57,6 +57,9 @@ type Stage struct {
 	dial func(tag string) (SyslogWriter, error)
 	// now is the wall clock; tests replace it.
 	now func() time.Time
+	// own is the events file the stage opened itself, when the engine did
+	// not open it for the run.
+	own *pipeline.EventLog
 }
 
 // SyslogWriter is the part of *syslog.Writer the stage uses.
@@ -117,67 +120,133 @@ func (e *WriteError) Error() string {
 
 func (e *WriteError) Unwrap() error { return e.Err }
 
-// Process records the run. In plan mode it only logs the summary: a plan
-// has no side effects, so no file is written and nothing goes to syslog.
+// EventsPath is the events file the run appends to as each action
+// completes (pipeline.EventsOwner): the engine opens it when a run starts.
+func (s *Stage) EventsPath() string { return s.EventsFile }
+
+// Process records what the stages did: DS01's syslog line per removed
+// container, and any events still queued (events go straight to the file
+// when the engine opened it for the run, Env.Events). It then reports
+// events that could not be written. The pipeline.summary event, the
+// metrics and the summary line come at the end of the run, whatever its
+// outcome (RecordEnd). In plan mode it writes nothing: a plan has no side
+// effects.
 func (s *Stage) Process(_ context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
 	log := logger(env)
 	queued := batch.TakeEvents()
-	c := countBatch(batch)
 	if env.Planning() {
 		if len(queued) > 0 {
 			log.Debugf("plan: %d queued events not written", len(queued))
 		}
-		if s.Summary {
-			log.Info(summaryLine(env, batch, c))
-		}
 		return nil
 	}
-
-	sink := &eventSink{path: s.EventsFile}
-	if s.EventsFile != "" {
-		sink.write(queued)
+	sink := s.sink(env)
+	if sink != nil {
+		for _, ev := range queued {
+			_ = sink.Write(ev) // counted by the sink
+		}
 	}
 	if s.Syslog {
 		s.sendSyslog(log, batch)
 	}
-	duration, hasDuration := s.runDuration(env, batch)
-	if s.EventsFile != "" {
-		// Queued like any other event, so a stage after this one would see
-		// it, and written at once.
-		batch.Emit(summaryEvent(env, s.clock(), c, duration, hasDuration))
-		sink.write(batch.TakeEvents())
+	if sink == nil {
+		return nil
 	}
-	sink.close()
+	written, failed, first := sink.Counts()
+	if failed == 0 {
+		return nil
+	}
+	werr := &WriteError{Path: sink.Path(), Failed: failed, Total: written + failed, Err: first}
+	// The removals already happened and are not undone: by default a lost
+	// audit line ends the run as "done, but something failed" (exit 2), loud
+	// in the journal and in systemd's unit state. With fail_on_event_error
+	// it is a run failure (exit 1).
+	log.WithError(first).WithField(attrEventsFile, sink.Path()).Errorf("%d of %d events not written", werr.Failed, werr.Total)
+	if s.FailOnEventError {
+		return werr
+	}
+	return &pipeline.PartialError{Err: werr}
+}
 
+// sink is where this stage's events go: the run's events file when the
+// engine opened this stage's file (Env.Events), else a file the stage
+// opens itself (a pipeline run through pipeline.Run alone). nil when
+// events_file is "".
+func (s *Stage) sink(env *pipeline.Env) *pipeline.EventLog {
+	if s.EventsFile == "" {
+		return nil
+	}
+	if env.Events != nil && env.Events.Path() == s.EventsFile {
+		return env.Events
+	}
+	if s.own == nil {
+		s.own = pipeline.OpenEventLog(s.EventsFile)
+	}
+	return s.own
+}
+
+// RecordEnd records how the run ended, whatever the outcome, even when no
+// stage ran (lock held, engine unreachable): the pipeline.summary event
+// with the exit code and the error, the metrics (the last success time
+// moves only on exit 0), and the summary line on stderr when the stages
+// ran. In plan mode only the summary line.
+func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
+	log := logger(env)
+	batch := &pipeline.Batch{}
+	if end.Result != nil && end.Result.Batch != nil {
+		batch = end.Result.Batch
+	}
+	c := countBatch(batch)
+	if env.Planning() {
+		if s.Summary {
+			log.Info(summaryLine(env, batch, c))
+		}
+		return
+	}
+	now := end.Ended
+	if now.IsZero() {
+		now = s.clock()
+	}
+	duration, hasDuration := s.runDuration(env, batch, now)
+	sink := s.sink(env)
+	if sink != nil {
+		if err := sink.Write(summaryEvent(env, now, c, duration, hasDuration, end)); err != nil {
+			log.WithError(err).WithField(attrEventsFile, sink.Path()).Error("pipeline.summary event not written")
+		}
+	}
 	if s.MetricsFile != "" {
+		written := 0
+		if sink != nil {
+			written, _, _ = sink.Counts()
+		}
 		m := runMetrics{
-			pipeline: env.Pipeline, host: env.Host, batch: batch, now: s.clock(),
+			pipeline: env.Pipeline, host: env.Host, batch: batch, now: now,
 			duration: duration, hasDuration: hasDuration,
-			success: c.Failed == 0, eventsWritten: sink.written,
+			exitCode: end.ExitCode, outcome: end.Outcome,
+			eventsWritten: written,
 		}
 		if err := writeMetrics(log, s.MetricsFile, m); err != nil {
 			// Metrics are for dashboards; they never fail a run.
 			log.WithError(err).WithField(attrMetricsFile, s.MetricsFile).Error("metrics not written")
 		}
 	}
-	if s.Summary {
-		log.Info(summaryLine(env, batch, c))
+	if s.own != nil {
+		_ = s.own.Close()
+		s.own = nil
 	}
-
-	if sink.failed == 0 && sink.err == nil {
-		return nil
+	// A run whose stages never ran has nothing to sum up: its error line
+	// (the command's last) says what happened.
+	if s.Summary && end.Result != nil {
+		line := summaryLine(env, batch, c)
+		if end.Outcome != "" && end.Outcome != OutcomeDone {
+			line += "; run " + end.Outcome + " (exit " + strconv.Itoa(end.ExitCode) + ")"
+		}
+		log.Info(line)
 	}
-	werr := &WriteError{Path: s.EventsFile, Failed: sink.failed, Total: sink.written + sink.failed, Err: sink.err}
-	// The removals already happened and are not undone: by default a lost
-	// audit line ends the run as "done, but something failed" (exit 2), loud
-	// in the journal and in systemd's unit state. With fail_on_event_error
-	// it is a run failure (exit 1).
-	log.WithError(sink.err).WithField(attrEventsFile, s.EventsFile).Errorf("%d of %d events not written", werr.Failed, werr.Total)
-	if s.FailOnEventError {
-		return werr
-	}
-	return &pipeline.PartialError{Err: werr}
 }
+
+// OutcomeDone is RunEnd.Outcome of a run that did everything (exit 0).
+const OutcomeDone = "done"
 
 func (s *Stage) clock() time.Time {
 	if s.now == nil {
@@ -186,18 +255,18 @@ func (s *Stage) clock() time.Time {
 	return s.now()
 }
 
-// runDuration measures the run from the run's instant to now. When the
-// clock was overridden (--now) the difference means nothing, and the
-// duration is reported as unknown rather than wrong.
-func (s *Stage) runDuration(env *pipeline.Env, batch *pipeline.Batch) (time.Duration, bool) {
-	start := batch.Started // the wall clock, unaffected by --now
+// runDuration measures the run on the wall clock, from its start (the
+// engine's, else the runner's) to end. The --now clock never enters it;
+// a run with no known start has no duration rather than a wrong one.
+func (s *Stage) runDuration(env *pipeline.Env, batch *pipeline.Batch, end time.Time) (time.Duration, bool) {
+	start := env.Started
 	if start.IsZero() {
-		start = env.Now
+		start = batch.Started
 	}
 	if start.IsZero() {
 		return 0, false
 	}
-	d := s.clock().Sub(start)
+	d := end.Sub(start)
 	if d < 0 || d > 24*time.Hour {
 		return 0, false
 	}
@@ -211,51 +280,6 @@ func logger(env *pipeline.Env) logrus.FieldLogger {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	return l
-}
-
-// eventSink writes events to the events file, opened on first use, and
-// keeps count of what failed.
-type eventSink struct {
-	path    string
-	w       *events.Writer
-	openErr error
-	written int
-	failed  int
-	err     error // the first failure
-}
-
-func (s *eventSink) write(evs []events.Event) {
-	for _, ev := range evs {
-		if s.w == nil && s.openErr == nil {
-			s.w, s.openErr = events.OpenFile(s.path)
-		}
-		if s.openErr != nil {
-			s.fail(s.openErr)
-			continue
-		}
-		if err := s.w.Write(ev); err != nil {
-			s.fail(err)
-			continue
-		}
-		s.written++
-	}
-}
-
-func (s *eventSink) fail(err error) {
-	s.failed++
-	if s.err == nil {
-		s.err = err
-	}
-}
-
-func (s *eventSink) close() {
-	if s.w == nil {
-		return
-	}
-	if err := s.w.Close(); err != nil && s.err == nil {
-		s.err = err
-	}
-	s.w = nil
 }
 
 // sendSyslog sends DS01's ds01-cleanup line for each removed container.
@@ -307,6 +331,10 @@ func orUnknown(s string) string {
 	}
 	return s
 }
+
+// Sanitize makes a text safe inside one log line (syslog, the journal),
+// as sanitize does for the stage's own lines.
+func Sanitize(s string) string { return sanitize(s) }
 
 // sanitize makes a value safe inside one syslog line: owners come from
 // labels anyone can set, and a newline or escape sequence there could
@@ -436,8 +464,9 @@ func nvmlCheck(b *pipeline.Batch) string {
 	}
 }
 
-// summaryEvent is the pipeline.summary line of a run.
-func summaryEvent(env *pipeline.Env, now time.Time, c counts, d time.Duration, hasDuration bool) events.Event {
+// summaryEvent is the pipeline.summary line of a run: what the stages
+// did, then how the run ended (exit code, outcome, and the error if any).
+func summaryEvent(env *pipeline.Env, now time.Time, c counts, d time.Duration, hasDuration bool, end pipeline.RunEnd) events.Event {
 	details := []events.Field{
 		events.F("containers", c.Containers),
 		events.F("removed", c.Removed),
@@ -453,6 +482,13 @@ func summaryEvent(env *pipeline.Env, now time.Time, c counts, d time.Duration, h
 	}
 	if hasDuration {
 		details = append(details, events.F("duration_s", math.Round(d.Seconds()*1000)/1000))
+	}
+	details = append(details, events.F("exit_code", end.ExitCode))
+	if end.Outcome != "" {
+		details = append(details, events.F("outcome", end.Outcome))
+	}
+	if end.Err != nil {
+		details = append(details, events.F("error", end.Err.Error()))
 	}
 	return events.Event{
 		Time:    now,

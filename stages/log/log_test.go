@@ -3,6 +3,7 @@ package logstage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -64,7 +65,28 @@ func newStage(t *testing.T) (*Stage, *fakeSyslog) {
 
 func newEnv(mode pipeline.Mode) (*pipeline.Env, *test.Hook) {
 	log, hook := test.NewNullLogger()
-	return &pipeline.Env{Pipeline: "cleanup", Mode: mode, Now: runStart, Host: "gpu01", Log: log}, hook
+	return &pipeline.Env{Pipeline: "cleanup", Mode: mode, Now: runStart, Started: runStart, Host: "gpu01", Log: log}, hook
+}
+
+// finish is what the command does with the stage: Process as the last
+// stage, then RecordEnd with the exit code the run gets (2 when an action
+// or an event failed, 1 when Process failed the run).
+func finish(s *Stage, env *pipeline.Env, b *pipeline.Batch) error {
+	err := s.Process(context.Background(), env, b)
+	res := &pipeline.Result{Batch: b}
+	var partial *pipeline.PartialError
+	if errors.As(err, &partial) {
+		res.Partial = append(res.Partial, err)
+	}
+	end := pipeline.RunEnd{Result: res, ExitCode: 0, Outcome: OutcomeDone}
+	switch {
+	case err != nil && partial == nil:
+		end.Err, end.ExitCode, end.Outcome = err, 1, "failed"
+	case res.Failed() > 0:
+		end.Err, end.ExitCode, end.Outcome = fmt.Errorf("%d action(s) failed: stuck: remove: device busy", res.Failed()), 2, "partial"
+	}
+	s.RecordEnd(env, end)
+	return err
 }
 
 func record(name, owner, typ string, action pipeline.Action, reason pipeline.Reason, age time.Duration, outcome pipeline.OutcomeStatus) *pipeline.Record {
@@ -117,7 +139,7 @@ var wantEventLines = []string{
 	`{"timestamp":"2026-02-16T15:50:01.000000Z","event_type":"gpu.release","schema_version":"1","user":"alice","source":"ds01-pipe/cleanup","details":{"container":"proj._.1001","gpu_uuid":"GPU-1","reason":"hold_expired"}}`,
 	`{"timestamp":"2026-02-16T15:50:01.100000Z","event_type":"container.remove","schema_version":"1","user":"alice","source":"ds01-pipe/cleanup","details":{"container":"proj._.1001","reason":"hold_expired","stopped_duration":"3h","container_type":"atomic"}}`,
 	`{"timestamp":"2026-02-16T15:50:01.200000Z","event_type":"container.remove","schema_version":"1","user":"bob","source":"ds01-pipe/cleanup","details":{"container":"new-box","reason":"created_never_started","age":"45m"}}`,
-	`{"timestamp":"2026-02-16T15:50:02.500000Z","event_type":"pipeline.summary","schema_version":"1","source":"ds01-pipe/cleanup","details":{"containers":6,"removed":3,"kept":1,"skipped":1,"failed":1,"gone":0,"changed":0,"not_acted_on":0,"gpus_released":1,"gpus_orphaned":1,"gpus_unrecorded":0,"duration_s":2.5}}`,
+	`{"timestamp":"2026-02-16T15:50:02.500000Z","event_type":"pipeline.summary","schema_version":"1","source":"ds01-pipe/cleanup","details":{"containers":6,"removed":3,"kept":1,"skipped":1,"failed":1,"gone":0,"changed":0,"not_acted_on":0,"gpus_released":1,"gpus_orphaned":1,"gpus_unrecorded":0,"duration_s":2.5,"exit_code":2,"outcome":"partial","error":"1 action(s) failed: stuck: remove: device busy"}}`,
 }
 
 var wantSyslog = []string{
@@ -126,7 +148,7 @@ var wantSyslog = []string{
 	`Removed stale container: evil\nFeb 16 15:50:00 gpu01 ds01-cleanup: Removed stale container: root\x1b[2J (user: eve\r\n, type: unknown, stopped: 90s ago)`,
 }
 
-const wantRunSummary = "cleanup (run): 6 containers, 3 removed, 1 kept, 1 skipped, 1 failed; GPUs: 1 released, 1 orphaned, 0 unrecorded; NVML cross-check: done"
+const wantRunSummary = "cleanup (run): 6 containers, 3 removed, 1 kept, 1 skipped, 1 failed; GPUs: 1 released, 1 orphaned, 0 unrecorded; NVML cross-check: done; run partial (exit 2)"
 
 func readLines(t *testing.T, path string) []string {
 	t.Helper()
@@ -154,7 +176,7 @@ func TestProcessRun(t *testing.T) {
 	s, sys := newStage(t)
 	env, hook := newEnv(pipeline.ModeRun)
 	batch := newBatch(pipeline.OutcomeRemoved)
-	if err := s.Process(context.Background(), env, batch); err != nil {
+	if err := finish(s, env, batch); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(wantEventLines, readLines(t, s.EventsFile)); diff != "" {
@@ -180,7 +202,7 @@ func TestProcessRun(t *testing.T) {
 	}
 
 	// A second run appends.
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if got := readLines(t, s.EventsFile); len(got) != 2*len(wantEventLines) {
@@ -196,7 +218,7 @@ func TestProcessPlanWritesNothing(t *testing.T) {
 	// A stage that emitted in a plan would be a bug elsewhere; the log
 	// stage still must not write it.
 	batch.Emit(events.Event{Time: runStart, Type: events.ContainerRemove})
-	if err := s.Process(context.Background(), env, batch); err != nil {
+	if err := finish(s, env, batch); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{s.EventsFile, filepath.Dir(s.EventsFile), s.MetricsFile} {
@@ -220,7 +242,7 @@ func TestProcessSummaryOff(t *testing.T) {
 	s, _ := newStage(t)
 	s.Summary = false
 	env, hook := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if got := messages(hook, logrus.InfoLevel); len(got) != 0 {
@@ -234,7 +256,7 @@ func TestProcessEventsDisabled(t *testing.T) {
 	env, _ := newEnv(pipeline.ModeRun)
 	dir := t.TempDir()
 	t.Chdir(dir) // nothing may appear in the working directory either
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -249,7 +271,7 @@ func TestProcessSyslogOff(t *testing.T) {
 	s, sys := newStage(t)
 	s.Syslog = false
 	env, _ := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if len(sys.dials) != 0 || len(sys.lines) != 0 {
@@ -264,7 +286,7 @@ func TestProcessNoRemovalsNoSyslog(t *testing.T) {
 	s, sys := newStage(t)
 	env, _ := newEnv(pipeline.ModeRun)
 	b := &pipeline.Batch{Records: []*pipeline.Record{record("keep-me", "carol", "atomic", pipeline.ActionKeep, pipeline.ReasonWithinHold, time.Hour, "")}}
-	if err := s.Process(context.Background(), env, b); err != nil {
+	if err := finish(s, env, b); err != nil {
 		t.Fatal(err)
 	}
 	if len(sys.dials) != 0 {
@@ -276,7 +298,7 @@ func TestProcessSyslogUnavailable(t *testing.T) {
 	s, sys := newStage(t)
 	sys.dialErr = errors.New("Unix syslog delivery error")
 	env, hook := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if warns := messages(hook, logrus.WarnLevel); len(warns) != 1 {
@@ -290,7 +312,7 @@ func TestProcessSyslogUnavailable(t *testing.T) {
 	s, sys = newStage(t)
 	sys.writeErr = errors.New("broken pipe")
 	env, hook = newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	if warns := messages(hook, logrus.WarnLevel); len(warns) != 1 || sys.closed != 1 {
@@ -304,9 +326,10 @@ func TestProcessEventsUnwritable(t *testing.T) {
 		s.EventsFile = t.TempDir() // a directory
 		s.FailOnEventError = failOn
 		env, hook := newEnv(pipeline.ModeRun)
-		err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved))
+		err := finish(s, env, newBatch(pipeline.OutcomeRemoved))
 		errs := messages(hook, logrus.ErrorLevel)
-		if len(errs) != 1 || !strings.Contains(errs[0], "4 of 4 events not written") {
+		// The three events of the stages, then the summary at the end.
+		if len(errs) != 2 || !strings.Contains(errs[0], "3 of 3 events not written") || !strings.Contains(errs[1], "pipeline.summary event not written") {
 			t.Errorf("fail_on_event_error=%v: errors logged %v", failOn, errs)
 		}
 		if len(sys.lines) != len(wantSyslog) {
@@ -321,7 +344,7 @@ func TestProcessEventsUnwritable(t *testing.T) {
 			continue
 		}
 		var werr *WriteError
-		if !errors.As(err, &werr) || werr.Failed != 4 || werr.Total != 4 || werr.Path != s.EventsFile {
+		if !errors.As(err, &werr) || werr.Failed != 3 || werr.Total != 3 || werr.Path != s.EventsFile {
 			t.Fatalf("fail_on_event_error: got %v (%#v)", err, werr)
 		}
 	}
@@ -334,13 +357,13 @@ func TestProcessDropsOversizedEventOnly(t *testing.T) {
 	b.Emit(events.Event{Time: runStart, Type: events.ContainerRemove, User: strings.Repeat("u", 5000)})
 	b.Emit(events.Event{Time: runStart, Type: events.ContainerRemove, User: "alice"})
 	var partial *pipeline.PartialError
-	if err := s.Process(context.Background(), env, b); !errors.As(err, &partial) {
+	if err := finish(s, env, b); !errors.As(err, &partial) {
 		t.Fatalf("want a partial failure for the dropped event, got %v", err)
 	}
 	if got := readLines(t, s.EventsFile); len(got) != 2 || !strings.Contains(got[0], `"user":"alice"`) {
 		t.Errorf("lines %v", got)
 	}
-	if errs := messages(hook, logrus.ErrorLevel); len(errs) != 1 || !strings.Contains(errs[0], "1 of 3") {
+	if errs := messages(hook, logrus.ErrorLevel); len(errs) != 1 || !strings.Contains(errs[0], "1 of 2") {
 		t.Errorf("errors %v", errs)
 	}
 }
@@ -363,10 +386,11 @@ func TestFinalizerAfterFailure(t *testing.T) {
 		{Ref: pipeline.StageRef{Kind: "broken"}, Stage: stageFunc(func(*pipeline.Batch) error { return boom })},
 		{Ref: pipeline.StageRef{Kind: Kind}, Stage: s},
 	}
-	_, err := pipeline.Run(context.Background(), env, stages)
+	res, err := pipeline.Run(context.Background(), env, stages)
 	if !errors.Is(err, boom) {
 		t.Fatalf("run error %v", err)
 	}
+	s.RecordEnd(env, pipeline.RunEnd{Result: res, Err: err, ExitCode: 1, Outcome: "failed"})
 	if got := readLines(t, s.EventsFile); len(got) != len(wantEventLines) {
 		t.Errorf("events after a failure: %v", got)
 	}
@@ -443,27 +467,29 @@ func TestSanitize(t *testing.T) {
 	}
 }
 
+// TestRunDuration pins that a run's duration is measured on the wall
+// clock, from the engine's start (else the runner's) to the end: never
+// from the --now instant, which may be anywhere.
 func TestRunDuration(t *testing.T) {
 	s, _ := newStage(t)
+	end := runStart.Add(2500 * time.Millisecond)
 	for _, tc := range []struct {
-		now  time.Time
-		want time.Duration
-		ok   bool
+		name  string
+		env   *pipeline.Env
+		batch *pipeline.Batch
+		want  time.Duration
+		ok    bool
 	}{
-		{runStart, 2500 * time.Millisecond, true},
-		{time.Time{}, 0, false},
-		{runStart.Add(time.Hour), 0, false},       // --now in the future
-		{runStart.Add(-48 * time.Hour), 0, false}, // --now far in the past
+		{"engine start", &pipeline.Env{Started: runStart}, &pipeline.Batch{}, 2500 * time.Millisecond, true},
+		{"runner start", &pipeline.Env{}, &pipeline.Batch{Started: runStart}, 2500 * time.Millisecond, true},
+		{"no start", &pipeline.Env{Now: runStart}, &pipeline.Batch{}, 0, false},
+		{"--now ignored", &pipeline.Env{Now: runStart.Add(-48 * time.Hour), Started: runStart}, &pipeline.Batch{}, 2500 * time.Millisecond, true},
+		{"start after end", &pipeline.Env{Started: end.Add(time.Second)}, &pipeline.Batch{}, 0, false},
 	} {
-		d, ok := s.runDuration(&pipeline.Env{Now: tc.now}, &pipeline.Batch{})
+		d, ok := s.runDuration(tc.env, tc.batch, end)
 		if d != tc.want || ok != tc.ok {
-			t.Errorf("now %v: got %v %v", tc.now, d, ok)
+			t.Errorf("%s: got %v %v, want %v %v", tc.name, d, ok, tc.want, tc.ok)
 		}
-	}
-	// The runner's wall-clock start wins over a --now clock.
-	d, ok := s.runDuration(&pipeline.Env{Now: runStart.Add(time.Hour)}, &pipeline.Batch{Started: runStart})
-	if d != 2500*time.Millisecond || !ok {
-		t.Errorf("with the runner's start: got %v %v", d, ok)
 	}
 }
 
@@ -596,7 +622,7 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	s.MetricsFile = filepath.Join(dir, "ds01-pipe.prom")
 	env, hook := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	end := float64(runStart.Add(2500*time.Millisecond).UnixNano()) / 1e9
@@ -616,6 +642,12 @@ func TestMetrics(t *testing.T) {
 		key("ds01_pipe_run_duration_seconds"):                                                            2.5,
 		key("ds01_pipe_last_run_timestamp_seconds"):                                                      end,
 		key("ds01_pipe_events_written_total"):                                                            4,
+		key("ds01_pipe_last_run_exit_code"):                                                              2,
+		key("ds01_pipe_runs_total", "outcome=done"):                                                      0,
+		key("ds01_pipe_runs_total", "outcome=partial"):                                                   1,
+		key("ds01_pipe_runs_total", "outcome=failed"):                                                    0,
+		key("ds01_pipe_runs_total", "outcome=locked"):                                                    0,
+		key("ds01_pipe_runs_total", "outcome=config_error"):                                              0,
 		// No last success: a container action failed, and no earlier run succeeded.
 	}
 	got := samples(parseMetrics(t, s.MetricsFile))
@@ -636,7 +668,7 @@ func TestMetrics(t *testing.T) {
 	ok := newBatch(pipeline.OutcomeRemoved)
 	ok.Records = ok.Records[:4]
 	s.now = func() time.Time { return runStart.Add(time.Minute) }
-	if err := s.Process(context.Background(), env, ok); err != nil {
+	if err := finish(s, env, ok); err != nil {
 		t.Fatal(err)
 	}
 	success := float64(runStart.Add(time.Minute).Unix())
@@ -647,7 +679,7 @@ func TestMetrics(t *testing.T) {
 
 	// A failed run keeps the last success of the run before.
 	s.now = func() time.Time { return runStart.Add(2 * time.Minute) }
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	got = samples(parseMetrics(t, s.MetricsFile))
@@ -666,7 +698,7 @@ func TestMetricsDamagedFileReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	env, hook := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatal(err)
 	}
 	parseMetrics(t, s.MetricsFile)
@@ -680,7 +712,7 @@ func TestMetricsFailureNeverFailsTheRun(t *testing.T) {
 	s.MetricsFile = filepath.Join(t.TempDir(), "missing", "ds01-pipe.prom")
 	s.FailOnEventError = true
 	env, hook := newEnv(pipeline.ModeRun)
-	if err := s.Process(context.Background(), env, newBatch(pipeline.OutcomeRemoved)); err != nil {
+	if err := finish(s, env, newBatch(pipeline.OutcomeRemoved)); err != nil {
 		t.Fatalf("a metrics failure failed the run: %v", err)
 	}
 	if errs := messages(hook, logrus.ErrorLevel); len(errs) != 1 || !strings.Contains(errs[0], "metrics") {

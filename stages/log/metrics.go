@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +27,15 @@ const (
 	metricLastRun       = "ds01_pipe_last_run_timestamp_seconds"
 	metricLastSuccess   = "ds01_pipe_last_success_timestamp_seconds"
 	metricEventsWritten = "ds01_pipe_events_written_total"
+	metricRuns          = "ds01_pipe_runs_total"
+	metricLastExitCode  = "ds01_pipe_last_run_exit_code"
 )
+
+// runOutcomes are the outcomes of ds01_pipe_runs_total, exported even at
+// zero so that an alert on failed runs sees 0 rather than no data. They
+// name the exit codes: done 0, failed 1, partial 2, locked 3,
+// config_error 78.
+var runOutcomes = []string{"done", "partial", "failed", "locked", "config_error"}
 
 // gpuStatuses are exported even at zero, so that an alert on orphaned GPUs
 // sees 0 rather than no data.
@@ -42,7 +51,8 @@ type runMetrics struct {
 	now            time.Time // wall clock at the end of the run
 	duration       time.Duration
 	hasDuration    bool
-	success        bool // no container action failed
+	exitCode       int    // the run's exit code: only 0 is a success
+	outcome        string // the exit code's name (runOutcomes)
 	eventsWritten  int
 }
 
@@ -53,6 +63,7 @@ type previous struct {
 	lastSuccess    float64
 	hasLastSuccess bool
 	eventsWritten  float64
+	runs           map[string]float64 // ds01_pipe_runs_total by outcome
 }
 
 // writeMetrics writes the run's metrics to path, atomically (a temporary
@@ -95,12 +106,33 @@ func writeMetrics(log logrus.FieldLogger, path string, m runMetrics) error {
 	})
 	eventsWritten.Add(prev.eventsWritten + float64(m.eventsWritten))
 
-	collectors := []prometheus.Collector{containers, gpus, lastRun, eventsWritten}
-	if m.success || prev.hasLastSuccess {
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricRuns, Help: "Runs by outcome (done: exit 0, partial: 2, failed: 1, locked: 3, config_error: 78), over all runs that wrote this file.", ConstLabels: labels,
+	}, []string{"outcome"})
+	for _, o := range runOutcomes {
+		runs.WithLabelValues(o).Add(prev.runs[o])
+	}
+	for o, n := range prev.runs {
+		if !slices.Contains(runOutcomes, o) {
+			runs.WithLabelValues(o).Add(n)
+		}
+	}
+	if m.outcome != "" {
+		runs.WithLabelValues(m.outcome).Inc()
+	}
+
+	exitCode := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: metricLastExitCode, Help: "Exit code of the last run (0 done, 1 failed, 2 partial, 3 locked, 78 configuration error).", ConstLabels: labels,
+	})
+	exitCode.Set(float64(m.exitCode))
+
+	success := m.exitCode == 0
+	collectors := []prometheus.Collector{containers, gpus, lastRun, eventsWritten, runs, exitCode}
+	if success || prev.hasLastSuccess {
 		lastSuccess := prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: metricLastSuccess, Help: "Unix time the last run in which no container action failed ended.", ConstLabels: labels,
+			Name: metricLastSuccess, Help: "Unix time the last successful run (exit 0: everything done) ended.", ConstLabels: labels,
 		})
-		if m.success {
+		if success {
 			lastSuccess.Set(unixSeconds(m.now))
 		} else {
 			lastSuccess.Set(prev.lastSuccess)
@@ -154,6 +186,7 @@ func readPrevious(path, pipelineName, host string) (previous, error) {
 	if v, ok := sampleValue(families[metricEventsWritten], pipelineName, host); ok && v > 0 {
 		prev.eventsWritten = v
 	}
+	prev.runs = labelledValues(families[metricRuns], pipelineName, host, "outcome")
 	return prev, nil
 }
 
@@ -186,6 +219,33 @@ func sampleValue(mf *dto.MetricFamily, pipelineName, host string) (float64, bool
 		}
 	}
 	return 0, false
+}
+
+// labelledValues reads a counter family for one pipeline and host, by the
+// value of one label. Negative values are dropped: a counter never is.
+func labelledValues(mf *dto.MetricFamily, pipelineName, host, label string) map[string]float64 {
+	out := map[string]float64{}
+	if mf == nil {
+		return out
+	}
+	for _, m := range mf.GetMetric() {
+		var p, h, v string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "pipeline":
+				p = l.GetValue()
+			case "host":
+				h = l.GetValue()
+			case label:
+				v = l.GetValue()
+			}
+		}
+		if p != pipelineName || h != host || v == "" || m.GetCounter() == nil || m.GetCounter().GetValue() <= 0 {
+			continue
+		}
+		out[v] = m.GetCounter().GetValue()
+	}
+	return out
 }
 
 func unixSeconds(t time.Time) float64 {

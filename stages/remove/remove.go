@@ -56,6 +56,9 @@ const (
 type Remove struct {
 	Workers       int  `hcl:"workers,optional" doc:"Containers re-inspected and removed in parallel (1 to 64)."`
 	RemoveVolumes bool `hcl:"remove_volumes,optional" doc:"Also remove the container's anonymous volumes (docker rm -v). Named volumes are never removed. Off by default: an anonymous volume may hold a user's only copy of their results."`
+
+	// settleWait is settle's first pause; tests shorten it.
+	settleWait time.Duration
 }
 
 // New returns a remove stage with its defaults.
@@ -126,19 +129,20 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	poolErr := pipeline.ForEach(ctx, targets, workers, func(ctx context.Context, rec *pipeline.Record) {
 		r.removeOne(ctx, env, rec)
 		logOutcome(env, rec)
+		if rec.Outcome.Status == pipeline.OutcomeRemoved {
+			// Recorded as soon as it happened (the run's events file takes
+			// each line at once), so a run killed at any later point has
+			// still recorded this removal.
+			batch.Emit(Event(env, rec, time.Now()))
+		}
 	})
 
-	// Whatever happened to the run, what was removed is recorded: GPU
-	// releases first, then the removals, in record order (DS01 releases a
-	// container's GPUs before it runs docker rm).
+	// Whatever happened to the run, the GPUs of the containers confirmed
+	// gone are released now, and only theirs: each gpu.release line comes
+	// after its container's removal.
 	// Processes are signalled (kill_orphans) only here, after that
 	// confirmation, and only on the GPUs released.
 	pipeline.SettleReleases(ctx, env, batch)
-	for _, rec := range targets {
-		if rec.Outcome.Status == pipeline.OutcomeRemoved {
-			batch.Emit(Event(env, rec, time.Now()))
-		}
-	}
 
 	notAttempted := 0
 	for _, rec := range targets {
@@ -200,11 +204,107 @@ func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeGone}
 	case cerrdefs.IsConflict(err):
 		rec.Outcome = conflict(ctx, env, rec, err)
-	default:
-		// Even when ctx ended during the call the request may have reached
-		// the engine, so the container was attempted and its fate is unknown.
+	case answered(err):
 		rec.Outcome = failed("remove", err)
+	default:
+		// No answer (the call timed out, the connection dropped): the
+		// request may still have reached the engine and removed the
+		// container.
+		rec.Outcome = r.settle(ctx, env, rec, err)
 	}
+}
+
+// answered reports whether an error is the engine's own answer to the
+// request (an HTTP status it chose), which settles the request's fate.
+// Anything else (a deadline, a refused or dropped connection, a broken
+// answer, a proxy's 502 or 504) leaves the fate unknown.
+func answered(err error) bool {
+	for _, is := range []func(error) bool{
+		cerrdefs.IsInvalidArgument, cerrdefs.IsNotFound, cerrdefs.IsConflict, cerrdefs.IsPermissionDenied,
+		cerrdefs.IsUnauthorized, cerrdefs.IsFailedPrecondition, cerrdefs.IsInternal, cerrdefs.IsNotImplemented,
+		cerrdefs.IsUnavailable, cerrdefs.IsResourceExhausted, cerrdefs.IsNotModified,
+	} {
+		if is(err) {
+			return true
+		}
+	}
+	return false
+}
+
+// Bounds of settle: how long it keeps asking (at least minSettle, or
+// settleCalls Docker call deadlines), and how many answers "still there"
+// it takes to conclude the removal did not happen.
+const (
+	settleCalls = 10
+	minSettle   = 30 * time.Second
+	settleLooks = 3
+	// settleFirstWait is the pause before the second look; it doubles up
+	// to settleMaxWait.
+	settleFirstWait = 200 * time.Millisecond
+	settleMaxWait   = 2 * time.Second
+)
+
+// settle finds out what became of a container whose removal got no
+// answer. The engine may have removed it and lost the answer (a timeout or
+// a dropped connection after the work was done, or a request still queued
+// in a stalled engine), so a failure is never assumed: the engine is asked
+// until it answers, for as long as the run's time allows. 404 means the
+// removal happened: outcome removed, with its event. A container that
+// changed meanwhile is left alone; one that is still there, unchanged,
+// look after look, was not removed (the next run tries again). When the
+// engine never answers, the removal failed with its fate unknown, and says
+// so. The removal is never sent twice: one request, one truth.
+func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, removeErr error) pipeline.Outcome {
+	sctx, cancel := settleContext(ctx, env)
+	defer cancel()
+	wait := r.settleWait
+	if wait <= 0 {
+		wait = settleFirstWait
+	}
+	looks := 0
+	lastErr := removeErr
+	for {
+		now, err := inspect(sctx, env, rec.Container.ID)
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return pipeline.Outcome{Status: pipeline.OutcomeRemoved}
+		case err != nil:
+			lastErr = err // no answer yet: ask again
+		case now.State == pipeline.StateRemoving:
+			// A removal is under way: look again until it is done.
+		default:
+			if what, changed := Changed(rec.Container, now); changed {
+				return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
+			}
+			if looks++; looks == settleLooks {
+				return failed("remove", fmt.Errorf("%w; the container is still there", removeErr))
+			}
+		}
+		if sctx.Err() != nil {
+			break
+		}
+		select {
+		case <-sctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, settleMaxWait)
+	}
+	return failed("remove", fmt.Errorf("%w; whether the engine removed the container is unknown (it did not answer again: %v)", removeErr, lastErr))
+}
+
+// settleContext bounds settle: while the run goes on, by the longer of
+// settleCalls Docker call deadlines and minSettle (within the run's own
+// deadline); after the run ended, by one more call deadline on a context
+// of its own, so that a removal cut by the deadline still gets its look.
+func settleContext(ctx context.Context, env *pipeline.Env) (context.Context, context.CancelFunc) {
+	call := env.CallTimeout
+	if call <= 0 {
+		call = 30 * time.Second
+	}
+	if ctx.Err() != nil {
+		return context.WithTimeout(context.WithoutCancel(ctx), call)
+	}
+	return context.WithTimeout(ctx, max(settleCalls*call, minSettle))
 }
 
 // conflictInProgress is the engine's text for a second removal of a

@@ -2,6 +2,7 @@ package remove
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -120,7 +121,8 @@ func TestIntegrationRemovesStaleContainers(t *testing.T) {
 	for _, ev := range batch.TakeEvents() {
 		got = append(got, line(t, ev))
 	}
-	// discover sorts by name: "…-created" before "…-exited".
+	slices.Sort(got) // in the order the removals completed
+	// Sorted: "…-created" before "…-exited".
 	want := []string{
 		`{"event_type":"container.remove","schema_version":"1","user":"alice","source":"ds01-pipe/it","details":{"container":"` + fresh.Name + `","reason":"created_never_started","age":"31m"}}`,
 		`{"event_type":"container.remove","schema_version":"1","user":"alice","source":"ds01-pipe/it","details":{"container":"` + done.Name + `","reason":"hold_expired","stopped_duration":"3h","container_type":"docker"}}`,
