@@ -220,3 +220,34 @@ func ExemptionPosition(files Files, user, key string, now time.Time) (Position, 
 	}
 	return Position{}, false
 }
+
+// OverridePosition returns where the user override entry for user (or
+// Sanitize(user)) starts: user-overrides.yaml, whose entries win, else the
+// inline user_overrides section of the limits file.
+func OverridePosition(files Files, user string) (Position, bool) {
+	for _, name := range []string{user, Sanitize(user)} {
+		if files.OverridesFile != "" {
+			if n := keyNode(readNode(files.OverridesFile), name); n != nil {
+				return at(files.OverridesFile, n), true
+			}
+		}
+		if n := keyNode(child(readNode(files.LimitsFile), "user_overrides", 0), name); n != nil {
+			return at(files.LimitsFile, n), true
+		}
+	}
+	return Position{}, false
+}
+
+// keyNode returns the key node of key in mapping n (where an entry starts).
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := deref(n.Content[i]); k != nil && k.Kind == yaml.ScalarNode && k.Value == key {
+			return k
+		}
+	}
+	return nil
+}

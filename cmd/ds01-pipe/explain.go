@@ -345,16 +345,25 @@ func (e *explainer) verdict(rec *pipeline.Record) {
 		rule += "; rule " + v.Rule
 	}
 	e.add(kind, rule, src)
-	if rec.Owner.Known() && v.Rule != "" && (strings.HasPrefix(v.Rule, "groups.") || strings.HasPrefix(v.Rule, "defaults.")) {
-		group := e.env.Policy.UserGroup(rec.Owner.Name)
+	if !rec.Owner.Known() || !strings.HasSuffix(v.Rule, "container_hold_after_stop_h") || v.Reason == pipeline.ReasonExempt {
+		return
+	}
+	// Which layer of the owner's limits applied: an override, a group, the
+	// default group.
+	group := e.env.Policy.UserGroup(rec.Owner.Name)
+	switch {
+	case group == policy.GroupOverride:
+		ov := ""
+		if p, ok := policy.OverridePosition(files, rec.Owner.Name); ok {
+			ov = p.String()
+		}
+		e.add(kind, fmt.Sprintf("%s has a user override: groups are not consulted, keys it does not set come from defaults", rec.Owner.Name), ov)
+	default:
 		if p, ok := policy.MemberPosition(files, group, rec.Owner.Name); ok {
 			e.add(kind, fmt.Sprintf("%s is a member of group %s", rec.Owner.Name, group), p.String())
-		} else if group != policy.GroupOverride {
+		} else {
 			e.add(kind, fmt.Sprintf("%s is in no group: the default group %s applies", rec.Owner.Name, group), files.LimitsFile)
 		}
-	}
-	if strings.HasPrefix(v.Rule, "user_overrides.") || (files.OverridesFile != "" && strings.Contains(v.Rule, " ")) {
-		e.add(kind, fmt.Sprintf("%s has a user override: groups are not consulted", rec.Owner.Name), src)
 	}
 }
 

@@ -76,7 +76,7 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 	}{
 		{alice, "remove", [][3]string{{"attribute", "label ds01.user", ""}, {"decide", "defaults.container_hold_after_stop_h", limits + ":76"}, {"decide", "member of group student", "student.members:2"}}},
 		{rita, "remove", [][3]string{{"decide", "groups.researcher.container_hold_after_stop_h", limits + ":122"}, {"decide", "member of group researcher", "researcher.members:2"}}},
-		{oscar, "remove", [][3]string{{"decide", "container_hold_after_stop_h", "resource-limits.yaml:76"}}},
+		{oscar, "remove", [][3]string{{"decide", "defaults.container_hold_after_stop_h", "resource-limits.yaml:76"}, {"decide", "oscar has a user override", "user-overrides.yaml:9"}}},
 		{keeper, "", [][3]string{{"decide", "keep (exempt)", "lifecycle-exemptions.yaml:10"}}},
 		{aime, "remove", [][3]string{{"attribute", "label aime.mlc.USER", ""}, {"decide", "groups.faculty", limits + ":154"}}},
 		{dev, "remove", [][3]string{{"attribute", "label devcontainer.local_folder", ""}, {"decide", "groups.researcher", limits + ":122"}}},
@@ -171,5 +171,60 @@ func TestExplainOutOfScopeAndFiltered(t *testing.T) {
 	code, out, errOut := cli(t, args...)
 	if code != ExitOK || !strings.Contains(out, "not in this pipeline's scope") || !strings.Contains(out, `"action": null`) {
 		t.Errorf("out of scope: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestExplainHoldSources covers the sources the first test does not: a
+// hold set in user-overrides.yaml, a null hold, the name._.uid owner rule,
+// an owner in no group, the exempt stage's own names, and a stage
+// attribute that overrides the policy.
+func TestExplainHoldSources(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newCleanup(t, eng)
+	f.pipeline = writeFile(t, t.TempDir(), "cleanup.hcl", strings.NewReplacer(
+		`stage "exempt"    {}`, `stage "exempt"    { names = ["`+eng.Prefix()+`infra"] }`,
+		`stage "decide"    { idle_events_file = var.events_file }`, `stage "decide"    {
+    idle_events_file = var.events_file
+    created_timeout  = "45m"
+  }`).Replace(cleanupHCL))
+	zero := eng.Create(t, exitedSpec("zero", ownedBy("zero")))
+	nora := eng.Create(t, exitedSpec("nora", ownedBy("nora")))
+	byUID := eng.Create(t, exitedSpec("thesis._.0", nil))
+	infra := eng.Create(t, exitedSpec("infra", ownedBy("alice")))
+	created := eng.Create(t, dockertest.Spec{Name: "created", Labels: ownedBy("rita")})
+	now := latestFinish(t, eng, zero, nora, byUID, infra).Add(time.Minute)
+	plan := f.plan(t, now)
+	tests := []struct {
+		c      dockertest.Container
+		action string
+		rules  [][3]string
+	}{
+		{zero, "remove", [][3]string{{"decide", "user-overrides.yaml zero.container_hold_after_stop_h", "user-overrides.yaml:8"}, {"decide", "zero has a user override", "user-overrides.yaml:7"}}},
+		{nora, "", [][3]string{{"decide", "keep (indefinite_hold)", "user-overrides.yaml:"}}},
+		{byUID, "remove", [][3]string{{"attribute", "owner root from the name's ._.<uid> suffix", ""}, {"decide", "root is in no group: the default group student applies", "resource-limits.yaml"}}},
+		{infra, "", [][3]string{{"exempt", "exempt: name listed in names", "cleanup.hcl:"}}},
+		{created, "remove", [][3]string{{"decide", "rule decide.created_timeout", "cleanup.hcl:"}}},
+	}
+	for _, tt := range tests {
+		doc := f.explain(t, tt.c.Name, now)
+		p, _ := plan.find(tt.c.ID)
+		if doc.Container.Verdict != p.Verdict || doc.Container.Reason != p.Reason || doc.Container.Rule != p.Rule {
+			t.Errorf("%s: explain %s/%s/%s, plan %s/%s/%s", tt.c.Name, doc.Container.Verdict, doc.Container.Reason, doc.Container.Rule, p.Verdict, p.Reason, p.Rule)
+		}
+		if (doc.Action == nil) != (tt.action == "") {
+			t.Errorf("%s: action %v, want %q", tt.c.Name, doc.Action, tt.action)
+		}
+		for _, r := range tt.rules {
+			if !hasRule(doc, r[0], r[1], r[2]) {
+				t.Errorf("%s: no %s rule %q from %q in %+v", tt.c.Name, r[0], r[1], r[2], doc.Rules)
+			}
+		}
+	}
+	// The table names the same rules.
+	args := f.args("explain", "table", now)
+	args = append(args[:len(args)-1], zero.Name, f.pipeline)
+	code, out, errOut := cli(t, args...)
+	if code != ExitOK || !strings.Contains(out, "Action     remove at "+now.UTC().Format(time.RFC3339)) || !strings.Contains(out, "user-overrides.yaml:8") {
+		t.Errorf("table: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
