@@ -20,6 +20,11 @@ pipeline "audit-gpu" {
   description = "Report GPU allocations, processes, orphans and unrecorded use"
   timeout     = "2m"
 
+  # DS01 keeps its configuration under /opt/ds01-infra, owned root:ds-admin
+  # and group-writable: members of ds-admin may write the files this
+  # pipeline reads. A host without that group trusts root alone.
+  trusted_groups = ["ds-admin"]
+
   gpu {
     backend  = var.gpu_backend
     sim_file = var.sim_file
