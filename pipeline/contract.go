@@ -46,7 +46,7 @@ const (
 )
 
 // Fields lists every field, in pipeline order.
-var Fields = []Field{FieldFacts, FieldOwner, FieldType, FieldExemption, FieldVerdict, FieldGPUClaims, FieldGPUView, FieldRelease, FieldOutcome, FieldRemoval, FieldEvents}
+var Fields = []Field{FieldFacts, FieldOwner, FieldType, FieldExemption, FieldVerdict, FieldGPUClaims, FieldGPUView, FieldRelease, FieldOutcome, FieldRemoval, FieldEvents, FieldLifecycle}
 
 // Contract is what a stage kind declares about its place in a pipeline:
 // what it needs from earlier stages, what it reads, what it writes. The

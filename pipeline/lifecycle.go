@@ -80,6 +80,9 @@ type Lifecycle struct {
 	Stats      *StatsSample // nil when the stats call failed (StatsError)
 	StatsError string
 	GPU        Signal // the GPU evidence, judged against its threshold by lifecycle
+	// GPUSeen is set when NVML shows the container's processes on a GPU,
+	// allocation record or not: GPU use makes it a lifecycle candidate.
+	GPUSeen bool
 
 	// Written by lifecycle.
 	Signals    []Signal // gpu, cpu, network as judged this run
@@ -95,3 +98,7 @@ type Lifecycle struct {
 	StopGrace time.Duration
 	Notices   []Notice
 }
+
+// FieldLifecycle is Record.Lifecycle in stage contracts: measure writes
+// it, lifecycle amends it (signals, clocks, notices), notify and stop read it.
+const FieldLifecycle Field = "lifecycle"

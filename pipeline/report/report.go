@@ -49,6 +49,13 @@ type Container struct {
 	Outcome      string   `json:"outcome"`
 	Error        string   `json:"error"`
 	Warnings     []string `json:"warnings,omitempty"`
+
+	// Lifecycle (DESIGN.md section 10): set where measured (lifecycle.go).
+	IdleS      *int64   `json:"idle_s,omitempty"`
+	RuntimeS   *int64   `json:"runtime_s,omitempty"`
+	IdleStreak *int     `json:"idle_streak,omitempty"`
+	Signals    []Signal `json:"signals,omitempty"`
+	Notices    []string `json:"notices,omitempty"`
 }
 
 // GPU is one GPU or MIG slice of the reconciled view.
@@ -220,6 +227,7 @@ func container(rec *pipeline.Record) Container {
 		left, _ := v.Left()
 		out.LeftS = secondsPtr(left)
 	}
+	lifecycleFields(rec, &out)
 	return out
 }
 
