@@ -11,15 +11,21 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
+// SchemaVersion is the version of the JSON document (docs/report.md). It
+// changes only when a field is removed or changes meaning; new fields are
+// added under the same version.
+const SchemaVersion = 1
+
 // Document is the JSON printed by `plan --format json` and `run --format json`.
 // Field names are a public contract: extend, never rename.
 type Document struct {
-	Pipeline   string      `json:"pipeline"`
-	Mode       string      `json:"mode"`
-	Now        string      `json:"now"`
-	Containers []Container `json:"containers"`
-	GPUs       []GPU       `json:"gpus"`
-	Summary    Summary     `json:"summary"`
+	SchemaVersion int         `json:"schema_version"`
+	Pipeline      string      `json:"pipeline"`
+	Mode          string      `json:"mode"`
+	Now           string      `json:"now"`
+	Containers    []Container `json:"containers"`
+	GPUs          []GPU       `json:"gpus"`
+	Summary       Summary     `json:"summary"`
 }
 
 // Container is one container's line of the report.
@@ -110,11 +116,12 @@ type StageTiming struct {
 // Build turns a run's result into the report document.
 func Build(env *pipeline.Env, res *pipeline.Result, runErr error) *Document {
 	doc := &Document{
-		Pipeline:   env.Pipeline,
-		Mode:       string(env.Mode),
-		Now:        env.Now.UTC().Format(time.RFC3339Nano),
-		Containers: []Container{},
-		GPUs:       []GPU{},
+		SchemaVersion: SchemaVersion,
+		Pipeline:      env.Pipeline,
+		Mode:          string(env.Mode),
+		Now:           env.Now.UTC().Format(time.RFC3339Nano),
+		Containers:    []Container{},
+		GPUs:          []GPU{},
 		Summary: Summary{
 			Verdicts:    map[string]int{},
 			Outcomes:    map[string]int{},
