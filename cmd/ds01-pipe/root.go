@@ -159,6 +159,7 @@ lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error
 		newStagesCmd(io),
 		newVersionCmd(io),
 		newManCmd(io),
+		newStateCmd(io),
 		newExplainCmd(io, g),
 	)
 	setupCompletion(root)

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ds01/ds01-pipe/pipeline/state"
+)
+
+// stateDocument is `ds01-pipe state --format json`.
+type stateDocument struct {
+	StateDir      string        `json:"state_dir"`
+	SchemaVersion int           `json:"schema_version"`
+	Runs          []state.Run   `json:"runs"`
+	Containers    []state.Entry `json:"containers"`
+}
+
+func newStateCmd(io IOStreams) *cobra.Command {
+	var dir, format string
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Show what the lifecycle pipeline's state store holds",
+		Long: `Show the lifecycle pipeline's state store (state_dir/lifecycle.db): the last runs
+with the clock each used, and per running container (by ID and StartedAt) its idle
+streak, last activity, the warnings given and the previous stats sample.
+
+The store is opened read-only; a run in progress holds it for at most a few seconds.`,
+		Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if format != "table" && format != "json" {
+				return usageError("--format must be table or json, not %q", format)
+			}
+			store, err := state.OpenReadOnly(dir)
+			if err != nil {
+				return withCode(ExitFailure, err)
+			}
+			defer store.Close()
+			c, err := store.Load()
+			if err != nil {
+				return withCode(ExitFailure, err)
+			}
+			doc := stateDocument{StateDir: dir, SchemaVersion: c.SchemaVersion, Runs: c.Runs, Containers: []state.Entry{}}
+			if doc.Runs == nil {
+				doc.Runs = []state.Run{}
+			}
+			for _, e := range c.Entries {
+				doc.Containers = append(doc.Containers, e)
+			}
+			sort.Slice(doc.Containers, func(i, j int) bool { return doc.Containers[i].Name < doc.Containers[j].Name })
+			if format == "json" {
+				enc := json.NewEncoder(io.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(doc)
+			}
+			return stateTable(io, doc)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "state-dir", "/var/lib/ds01-pipe", "the lifecycle pipeline's state_dir")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	return cmd
+}
+
+func stateTable(io IOStreams, doc stateDocument) error {
+	fmt.Fprintf(io.Out, "state store %s (schema %d)\n", state.Path(doc.StateDir), doc.SchemaVersion)
+	if r := len(doc.Runs); r > 0 {
+		last := doc.Runs[r-1]
+		fmt.Fprintf(io.Out, "last run: %s (clock %s), %d runs remembered, high demand %v\n",
+			last.Wall.Format(time.RFC3339), last.Now.Format(time.RFC3339), r, last.HighDemand)
+	} else {
+		fmt.Fprintln(io.Out, "no run recorded")
+	}
+	w := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "CONTAINER\tID\tSTARTED\tSTREAK\tLAST ACTIVITY\tNOTICES")
+	for _, e := range doc.Containers {
+		var notices []string
+		for _, n := range []struct {
+			name string
+			at   time.Time
+		}{{"idle80", e.IdleWarned}, {"idle95", e.IdleFinalWarned}, {"idle-fyi", e.IdleExemptNoticed},
+			{"runtime75", e.RuntimeWarned}, {"runtime90", e.RuntimeFinalWarned}, {"runtime-exempt", e.RuntimeExemptAt}} {
+			if !n.at.IsZero() {
+				notices = append(notices, n.name)
+			}
+		}
+		id := e.ContainerID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", cleanCell(e.Name), id, e.StartedAt.Format(time.RFC3339),
+			e.IdleStreak, e.LastActivity.Format(time.RFC3339), strings.Join(notices, ","))
+	}
+	return w.Flush()
+}
+
+// cleanCell keeps a container name from forging table lines.
+func cleanCell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
