@@ -47,7 +47,7 @@ ds01-pipe apply carries out later, touching only the containers it lists.`,
 	}
 	addRunFlags(cmd, o)
 	cmd.Flags().BoolVar(&o.detailedExitCode, "detailed-exitcode", false, "exit 4 when something would be removed (0 when nothing would)")
-	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to this file (mode 0600), for `ds01-pipe apply`")
+	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to `PLAN` (mode 0600), for ds01-pipe apply to carry out")
 	return cmd
 }
 
@@ -70,11 +70,20 @@ inspect just before it happens.`,
 	return cmd
 }
 
+// Help texts of the flags several commands share. A word in backquotes is
+// the placeholder help shows after the flag (--var NAME=VALUE).
+const (
+	helpVar         = "set a pipeline variable, `NAME=VALUE` (repeatable)"
+	helpNow         = "evaluate every age at `TIME` (RFC3339, for example 2026-02-16T15:50:03Z) instead of the wall clock"
+	helpFormat      = "`FORMAT` of the report: table or json (default: table on a terminal, json otherwise)"
+	helpCallTimeout = "the longest one Docker call may take, a `DURATION` such as 30s or 2m"
+)
+
 func addRunFlags(cmd *cobra.Command, o *runOptions) {
-	cmd.Flags().StringArrayVar(&o.vars, "var", nil, "set a pipeline variable, NAME=VALUE (repeatable)")
-	cmd.Flags().StringVar(&o.now, "now", "", "evaluate every age at this RFC3339 instant instead of the wall clock")
-	cmd.Flags().StringVar(&o.format, "format", "", "output: table or json (default: table on a terminal, json otherwise)")
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of each Docker call")
+	cmd.Flags().StringArrayVar(&o.vars, "var", nil, helpVar)
+	cmd.Flags().StringVar(&o.now, "now", "", helpNow)
+	cmd.Flags().StringVar(&o.format, "format", "", helpFormat)
+	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
 }
 
 func parseVars(kvs []string) (map[string]string, error) {
@@ -183,7 +192,7 @@ func finishRun(io IOStreams, log logrus.FieldLogger, format string, stages []pip
 	pipeline.RecordEnd(env, stages, pipeline.RunEnd{
 		Result: res, Err: err, ExitCode: int(code), Outcome: code.outcome(), Ended: time.Now(),
 	})
-	if format == "json" || res != nil {
+	if (format == "json" || res != nil) && !stdoutTaken(stages) {
 		if werr := writeReport(io, format, report.Build(env, res, runErr)); werr != nil && code == ExitOK {
 			return withCode(ExitFailure, fmt.Errorf("writing report: %w", werr))
 		}

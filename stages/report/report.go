@@ -48,7 +48,7 @@ var DefaultColumns = []string{"id", "name", "state", "owner", "owner_source", "t
 // Stage is the report stage.
 type Stage struct {
 	Format  string   `hcl:"format" doc:"csv (RFC 4180, with a header row), jsonl (one JSON object per container) or markdown (a table to paste into an issue)."`
-	Path    string   `hcl:"path" doc:"The file to write, replaced atomically (a temporary file in the same folder, then a rename; mode 0640); relative paths are relative to the working directory. \"-\" writes to standard output."`
+	Path    string   `hcl:"path" doc:"The file to write, replaced atomically (a temporary file in the same folder, then a rename; mode 0640); relative paths are relative to the working directory. \"-\" writes to standard output, and plan and run then print no table or JSON of their own."`
 	Columns []string `hcl:"columns,optional" doc:"The container keys to write, in order (any key of the JSON report's container object, and labels). Default: id, name, state, owner, owner_source, type, exempt, gpus, verdict, reason, age_s, limit_s, outcome; for jsonl, the report's whole container object."`
 
 	// stdout is where "-" writes; tests replace it.
