@@ -74,13 +74,7 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // Failed counts the containers whose action failed and the stages that
 // reported a partial failure.
 func (r *Result) Failed() int {
-	n := len(r.Partial)
-	for _, rec := range r.Batch.Records {
-		if rec.Outcome.Status == OutcomeFailed {
-			n++
-		}
-	}
-	return n
+	return r.Tally().Failed + len(r.Partial)
 }
 
 // finalizeTimeout bounds the stages that run after a failure.

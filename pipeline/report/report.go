@@ -143,27 +143,18 @@ func Build(env *pipeline.Env, res *pipeline.Result, runErr error) *Document {
 		doc.GPUs = append(doc.GPUs, gpu(g))
 	}
 	s := &doc.Summary
-	s.Containers = len(doc.Containers)
-	for _, c := range doc.Containers {
-		if c.Verdict != "" {
-			s.Verdicts[c.Verdict]++
-		}
-		if c.Outcome != "" {
-			s.Outcomes[c.Outcome]++
-		}
-		switch {
-		case c.Verdict == string(pipeline.ActionRemove):
-			s.Remove++
-		}
-		switch pipeline.OutcomeStatus(c.Outcome) {
-		case pipeline.OutcomeRemoved:
-			s.Removed++
-		case pipeline.OutcomeFailed:
-			s.Failed++
-		}
+	// The run's one tally: the log's summary and the exit code count the same.
+	t := res.Tally()
+	s.Containers = t.Containers
+	for a, n := range t.Verdicts {
+		s.Verdicts[string(a)] = n
 	}
-	for _, g := range doc.GPUs {
-		s.GPUStatuses[g.Status]++
+	for o, n := range t.Outcomes {
+		s.Outcomes[string(o)] = n
+	}
+	s.Remove, s.Removed, s.Failed = t.Remove, t.Removed, t.Failed
+	for st, n := range t.GPUs {
+		s.GPUStatuses[string(st)] = n
 	}
 	s.NVMLChecked = b.GPUChecked
 	switch {

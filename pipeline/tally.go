@@ -1,0 +1,93 @@
+package pipeline
+
+// Tally is a run reduced to numbers. It is the one count of the run: the
+// log stage's summary (line, pipeline.summary event, metrics), the JSON
+// report's summary and the exit code all read it, so they cannot
+// disagree.
+type Tally struct {
+	// Containers is split into the buckets below, each record in exactly
+	// one: its outcome if it has one, else what its verdict says.
+	Containers int
+	Removed    int
+	Stopped    int
+	Planned    int // plan: would be acted on
+	Kept       int
+	Skipped    int
+	Failed     int
+	Gone       int
+	Changed    int
+	NotActed   int // run: an acting verdict no stage acted on
+
+	// Remove counts the remove verdicts, whatever became of them.
+	Remove int
+	// Verdicts and Outcomes count every action and outcome by its JSON
+	// value (empty ones left out).
+	Verdicts map[Action]int
+	Outcomes map[OutcomeStatus]int
+
+	GPUs           map[GPUStatus]int
+	GPUsReleased   int
+	GPUsOrphaned   int
+	GPUsUnrecorded int
+}
+
+// TallyBatch counts a batch.
+func TallyBatch(b *Batch) Tally {
+	t := Tally{
+		Containers: len(b.Records),
+		Verdicts:   map[Action]int{},
+		Outcomes:   map[OutcomeStatus]int{},
+		GPUs:       map[GPUStatus]int{},
+	}
+	for _, rec := range b.Records {
+		if a := rec.Verdict.Action; a != ActionNone {
+			t.Verdicts[a]++
+		}
+		if o := rec.Outcome.Status; o != OutcomeNone {
+			t.Outcomes[o]++
+		}
+		if rec.Verdict.Action == ActionRemove {
+			t.Remove++
+		}
+		switch rec.Outcome.Status {
+		case OutcomeRemoved:
+			t.Removed++
+		case OutcomeStopped:
+			t.Stopped++
+		case OutcomeFailed:
+			t.Failed++
+		case OutcomeGone:
+			t.Gone++
+		case OutcomeChanged:
+			t.Changed++
+		case OutcomeKept:
+			t.Kept++
+		case OutcomePlanned:
+			t.Planned++
+		default:
+			switch {
+			case rec.Verdict.Action.Acts():
+				t.NotActed++
+			case rec.Verdict.Action == ActionKeep:
+				t.Kept++
+			default: // skip, or no stage decided
+				t.Skipped++
+			}
+		}
+	}
+	for _, g := range b.GPUs {
+		t.GPUs[g.Status]++
+		switch g.Status {
+		case GPUReleased:
+			t.GPUsReleased++
+		case GPUOrphaned:
+			t.GPUsOrphaned++
+		case GPUUnrecorded:
+			t.GPUsUnrecorded++
+		}
+	}
+	return t
+}
+
+// Tally counts the run's batch.
+func (r *Result) Tally() Tally { return TallyBatch(r.Batch) }
