@@ -47,13 +47,21 @@ func (f *fakeDocker) ContainerRemove(context.Context, string, client.ContainerRe
 // whether it is in a nested PID namespace.
 func (p *procRoot) proc(pid, ppid int, comm, cgroup string, nested bool) {
 	p.t.Helper()
+	p.entry(pid, ppid, comm, cgroup, nested, uint64(100000+pid))
+}
+
+// entry writes /proc/<pid>/{stat,status,cgroup}: 52 stat fields, as Linux
+// writes them (field 4 the parent, field 22 the start time), and an NSpid
+// line with a second field for a nested PID namespace.
+func (p *procRoot) entry(pid, ppid int, comm, cgroup string, nested bool, start uint64) {
+	p.t.Helper()
 	dir := filepath.Join(p.root, strconv.Itoa(pid))
 	must(p.t, os.MkdirAll(dir, 0o755))
 	fields := []string{strconv.Itoa(pid), "(" + comm + ")", "S", strconv.Itoa(ppid)}
 	for i := 5; i <= 52; i++ {
 		v := "0"
 		if i == 22 {
-			v = strconv.Itoa(100000 + pid)
+			v = strconv.FormatUint(start, 10)
 		}
 		fields = append(fields, v)
 	}
@@ -64,20 +72,6 @@ func (p *procRoot) proc(pid, ppid int, comm, cgroup string, nested bool) {
 	must(p.t, os.WriteFile(filepath.Join(dir, "stat"), []byte(strings.Join(fields, " ")+"\n"), 0o644))
 	must(p.t, os.WriteFile(filepath.Join(dir, "status"), []byte("NSpid:\t"+nspid+"\n"), 0o644))
 	must(p.t, os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644))
-}
-
-// runWith runs the stage with a Docker engine to ask.
-func runWith(t *testing.T, s *Stage, docker pipeline.Docker, snap *nvml.Snapshot, recs ...*pipeline.Record) result {
-	t.Helper()
-	env, hook := testEnv(pipeline.ModeRun, snap)
-	env.Docker = docker
-	batch := &pipeline.Batch{Records: recs, GPU: snap}
-	err := s.Process(context.Background(), env, batch)
-	var evs []string
-	for _, ev := range batch.TakeEvents() {
-		evs = append(evs, eventText(ev))
-	}
-	return result{batch: batch, events: evs, hook: hook, err: err}
 }
 
 // Every PID NVML lists is accounted for: whose process it is, or why that
@@ -102,7 +96,7 @@ func TestEveryProcessAccountedFor(t *testing.T) {
 	snap.Devices[2].MIG[0].Processes = procs(104, 105, 108)
 	snap.Devices[2].MIG[1].Processes = procs(106, 107, 109)
 	docker := &fakeDocker{exists: map[string]bool{known: true}, broken: map[string]bool{broken: true}}
-	res := runWith(t, stage(p.root), docker, snap)
+	res := runOn(t, stage(p.root), pipeline.ModeRun, docker, snap)
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -181,7 +175,7 @@ func TestLiveContainerMembership(t *testing.T) {
 	p.proc(302, 1, "worker", "0::/custom/tenant-a/job-2\n", false) // a sibling, not inside
 	snap := host2()
 	snap.Devices[0].Processes = procs(300, 301, 302)
-	res := runWith(t, killStage(t, p.root, "1s"), &fakeDocker{}, snap, owner)
+	res := runOn(t, killStage(t, p.root, "1s"), pipeline.ModeRun, &fakeDocker{}, snap, owner)
 	g := reportRow(t, res.batch, gpuA)
 	for i, want := range []string{owner.Container.ID, owner.Container.ID, ""} {
 		if g.Processes[i].ContainerID != want {

@@ -22,7 +22,7 @@ import (
 	"github.com/ds01/ds01-pipe/stages/remove"
 )
 
-// These tests run against the real Docker engine (DESIGN.md section 9);
+// These tests run against the real Docker engine (see internal/dockertest);
 // dockertest fails them, never skips them, when there is none. The GPUs are
 // a simulation file written by the test, but the PIDs in it are real host
 // PIDs, mapped to containers through the real /proc.

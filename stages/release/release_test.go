@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,32 +50,11 @@ func newProcRoot(t *testing.T) *procRoot {
 	return &procRoot{t: t, root: t.TempDir()}
 }
 
-// cgroup writes the cgroup file of pid; start is its start time in ticks.
+// write writes a host-namespace process of pid with one cgroup path;
+// start is its start time in ticks.
 func (p *procRoot) write(pid int, cgroupPath string, start uint64) {
 	p.t.Helper()
-	dir := filepath.Join(p.root, strconv.Itoa(pid))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte("0::"+cgroupPath+"\n"), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	// 52 fields, as Linux writes them; field 22 is the start time.
-	fields := []string{strconv.Itoa(pid), "(gpu) job)", "S"}
-	for i := 4; i <= 52; i++ {
-		v := "0"
-		if i == 22 {
-			v = strconv.FormatUint(start, 10)
-		}
-		fields = append(fields, v)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(strings.Join(fields, " ")+"\n"), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	// In the PID namespace of this /proc: no container's.
-	if err := os.WriteFile(filepath.Join(dir, "status"), []byte("Name:\tjob\nNSpid:\t"+strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
+	p.entry(pid, 0, "gpu) job", "0::"+cgroupPath+"\n", false, start)
 }
 
 // host makes pid a process in no container.
@@ -162,9 +139,14 @@ type result struct {
 // run runs the stage once over recs, with snap as discover's snapshot.
 func run(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot, recs ...*pipeline.Record) result {
 	t.Helper()
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	env := &pipeline.Env{Pipeline: "t", Mode: mode, Now: now, Log: log, GPU: &fakeGPU{snap: snap}, Stats: &pipeline.Stats{}}
+	return runOn(t, s, mode, nil, snap, recs...)
+}
+
+// runOn runs the stage once over recs with docker as the engine to ask.
+func runOn(t *testing.T, s *Stage, mode pipeline.Mode, docker pipeline.Docker, snap *nvml.Snapshot, recs ...*pipeline.Record) result {
+	t.Helper()
+	env, hook := testEnv(mode, snap)
+	env.Docker = docker
 	batch := &pipeline.Batch{Records: recs, GPU: snap}
 	err := s.Process(context.Background(), env, batch)
 	var evs []string
@@ -191,9 +173,7 @@ func runRemoved(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot,
 // outcome returns, and settles.
 func runThen(t *testing.T, s *Stage, mode pipeline.Mode, snap *nvml.Snapshot, outcome func(*pipeline.Record) pipeline.OutcomeStatus, recs ...*pipeline.Record) result {
 	t.Helper()
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	env := &pipeline.Env{Pipeline: "t", Mode: mode, Now: now, Log: log, GPU: &fakeGPU{snap: snap}, Stats: &pipeline.Stats{}}
+	env, hook := testEnv(mode, snap)
 	batch := &pipeline.Batch{Records: recs, GPU: snap}
 	err := s.Process(context.Background(), env, batch)
 	for _, rec := range recs {
@@ -352,7 +332,7 @@ func TestUnrecordedUseIsAttributed(t *testing.T) {
 	}
 }
 
-// DESIGN.md section 2 names "unlabelled --gpus all" among the containers
+// NOTES.md (Differences from the DS01 scripts) names "unlabelled --gpus all" among the containers
 // with no allocation record: their use is attributed and reported too.
 func TestGPUsAllUseIsUnrecorded(t *testing.T) {
 	p := newProcRoot(t)
