@@ -355,63 +355,11 @@ func sanitize(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// counts is the batch reduced to numbers, each record in exactly one of
-// the container buckets.
-type counts struct {
-	Containers int
-	Removed    int
-	Planned    int // plan: would be removed
-	Kept       int
-	Skipped    int
-	Failed     int
-	Gone       int
-	Changed    int
-	NotActed   int // run: decided for removal, but no stage acted on it
+// counts is the run's one tally (pipeline.Tally): the report's summary
+// and the exit code count the same way.
+type counts = pipeline.Tally
 
-	GPUsReleased   int
-	GPUsOrphaned   int
-	GPUsUnrecorded int
-}
-
-func countBatch(b *pipeline.Batch) counts {
-	c := counts{Containers: len(b.Records)}
-	for _, rec := range b.Records {
-		switch rec.Outcome.Status {
-		case pipeline.OutcomeRemoved:
-			c.Removed++
-		case pipeline.OutcomeFailed:
-			c.Failed++
-		case pipeline.OutcomeGone:
-			c.Gone++
-		case pipeline.OutcomeChanged:
-			c.Changed++
-		case pipeline.OutcomeKept:
-			c.Kept++
-		case pipeline.OutcomePlanned:
-			c.Planned++
-		default:
-			switch rec.Verdict.Action {
-			case pipeline.ActionRemove:
-				c.NotActed++
-			case pipeline.ActionKeep:
-				c.Kept++
-			default: // skip, or no stage decided
-				c.Skipped++
-			}
-		}
-	}
-	for _, g := range b.GPUs {
-		switch g.Status {
-		case pipeline.GPUReleased:
-			c.GPUsReleased++
-		case pipeline.GPUOrphaned:
-			c.GPUsOrphaned++
-		case pipeline.GPUUnrecorded:
-			c.GPUsUnrecorded++
-		}
-	}
-	return c
-}
+func countBatch(b *pipeline.Batch) counts { return pipeline.TallyBatch(b) }
 
 // summaryLine is the human summary of a run, for stderr.
 func summaryLine(env *pipeline.Env, b *pipeline.Batch, c counts) string {
