@@ -8,7 +8,7 @@ BIN         := bin/ds01-pipe
 
 # Link lazily: go-nvml resolves libnvidia-ml symbols at run time, and with
 # -z now (bindnow hardening) the binary would die at start on hosts without
-# the NVIDIA driver (DESIGN.md section 4).
+# the NVIDIA driver (NOTES.md, GPU view and release).
 LDFLAGS := -X main.version=$(VERSION) -extldflags=-Wl,-z,lazy
 
 .PHONY: setup all build test vet lint fmt-check staticcheck clean

@@ -7,7 +7,7 @@
 // Open picks one of three back ends (plus "auto", which picks for you):
 //
 //   - "nvml" reads the real driver through github.com/NVIDIA/go-nvml.
-//   - "sim" reads a JSON simulation file (DESIGN.md section 8), so every
+//   - "sim" reads a JSON simulation file (docs/gpu-simulation.md), so every
 //     stage above this package can be tested on machines without GPUs. The
 //     file is validated when it is opened; its PIDs are host PIDs, so a test
 //     can name a real container's process and exercise the /proc mapping.

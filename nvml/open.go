@@ -9,7 +9,7 @@ import (
 )
 
 // SimFileEnv names the environment variable that selects the simulator
-// whatever the pipeline says (DESIGN.md section 8).
+// whatever the pipeline says (docs/gpu-simulation.md).
 const SimFileEnv = "DS01_PIPE_NVML_SIM"
 
 // maxSimFileSize bounds what Open reads: a simulation file describes a few

@@ -34,7 +34,7 @@ func (e *SimFileError) Unwrap() error { return e.Err }
 // pidMaxLimit is Linux's PID_MAX_LIMIT on 64-bit hosts: no host PID is larger.
 const pidMaxLimit = 1 << 22
 
-// The file as written (DESIGN.md section 8). Pointers tell "missing" from 0.
+// The file as written (docs/gpu-simulation.md). Pointers tell "missing" from 0.
 type simFile struct {
 	DriverVersion string      `json:"driver_version"`
 	Devices       []simDevice `json:"devices"`
@@ -68,7 +68,7 @@ type simProcess struct {
 	SMUtil *float64 `json:"sm_util"`
 }
 
-// ParseSim parses a simulation file (DESIGN.md section 8). path only names
+// ParseSim parses a simulation file (docs/gpu-simulation.md). path only names
 // the file in errors, which are *SimFileError.
 //
 // It runs in three steps: a walk over the JSON tokens that records where

@@ -4,7 +4,7 @@ import "time"
 
 // Lifecycle facts of a running container: what the measure stage read,
 // what the lifecycle stage decided from it, and what notify and stop act
-// on (DESIGN.md section 10). Record.Lifecycle is nil in pipelines without
+// on (docs/lifecycle.md). Record.Lifecycle is nil in pipelines without
 // those stages.
 
 // Signal names, in the order the report lists them.

@@ -112,7 +112,7 @@ const (
 	ActionKeep   Action = "keep"
 	ActionSkip   Action = "skip"
 	// ActionStop stops a running container (the lifecycle pipeline: idle
-	// timeout, max runtime; DESIGN.md section 10).
+	// timeout, max runtime; docs/lifecycle.md).
 	ActionStop Action = "stop"
 )
 
@@ -136,7 +136,7 @@ const (
 	ReasonGPUBusy             Reason = "gpu_busy"
 	ReasonNotDecided          Reason = "not_decided"
 
-	// Lifecycle reasons (DESIGN.md section 10).
+	// Lifecycle reasons (docs/lifecycle.md).
 	ReasonIdleTimeout     Reason = "idle_timeout"
 	ReasonRuntimeExceeded Reason = "runtime_exceeded"
 	ReasonIdleWarning     Reason = "idle_warning"
@@ -304,7 +304,7 @@ func (r *Record) GPUUUIDs() []string {
 	return out
 }
 
-// HasGPU reports whether the container holds or uses any GPU (DESIGN.md section 5, B-6 fix).
+// HasGPU reports whether the container holds or uses any GPU (NOTES.md, Differences from the DS01 scripts: B-6).
 func (r *Record) HasGPU() bool {
 	return len(r.GPUs) > 0 || r.GPUAll
 }

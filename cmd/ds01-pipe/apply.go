@@ -24,9 +24,9 @@ type applyOptions struct {
 func newApplyCmd(io IOStreams, g *globalOptions) *cobra.Command {
 	o := &applyOptions{}
 	cmd := &cobra.Command{
-		Use:   "apply PLANFILE",
+		Use:   "apply PLAN",
 		Short: "Carry out a plan saved with plan --out, and nothing else",
-		Long: `apply runs the pipeline that made PLANFILE (same file, same --var values) in run
+		Long: `apply runs the pipeline that made PLAN (same file, same --var values) in run
 mode, under its lock and deadline, on the wall clock, and lets it remove only the
 containers the plan lists, and each only if its fingerprint (state, start and finish
 times, restart count, name, labels) still matches the plan. A planned container that
@@ -46,9 +46,9 @@ Exit codes are those of run: 0 done, 1 runtime failure, 2 some actions failed,
 			return applyRun(cmd, io, g, o)
 		},
 	}
-	cmd.Flags().DurationVar(&o.maxAge, "max-age", DefaultPlanMaxAge, "refuse a plan older than this (0: any age)")
-	cmd.Flags().StringVar(&o.format, "format", "", "output: table or json (default: table on a terminal, json otherwise)")
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of each Docker call")
+	cmd.Flags().DurationVar(&o.maxAge, "max-age", DefaultPlanMaxAge, "refuse a plan older than `DURATION` (0: any age)")
+	cmd.Flags().StringVar(&o.format, "format", "", helpFormat)
+	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
 	return cmd
 }
 

@@ -200,7 +200,7 @@ func (f *cleanupFixture) run(t *testing.T, now time.Time) *cleanupReport {
 	return f.mustExec(t, "run", now)
 }
 
-// cleanupReport is the JSON document of plan and run (DESIGN.md section 6),
+// cleanupReport is the JSON document of plan and run (docs/exit-codes.md),
 // decoded by the names of the public contract.
 type cleanupReport struct {
 	Pipeline   string            `json:"pipeline"`

@@ -31,7 +31,7 @@ const (
 	gpuSimMIG1 = "MIG-5a5a5a5a-0000-4000-8000-000000000021"
 )
 
-// gpuSimDevice is one device of a simulation file (DESIGN.md section 8).
+// gpuSimDevice is one device of a simulation file (docs/gpu-simulation.md).
 type gpuSimDevice struct {
 	Index     int             `json:"index"`
 	UUID      string          `json:"uuid"`

@@ -19,7 +19,7 @@ import (
 // ExitCode is the process exit status; the values are a public contract.
 type ExitCode int
 
-// Exit codes (DESIGN.md section 6).
+// Exit codes (docs/exit-codes.md).
 const (
 	ExitOK          ExitCode = 0
 	ExitFailure     ExitCode = 1  // runtime failure: Docker unreachable, deadline
@@ -146,9 +146,12 @@ lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error
 		Version:           version,
 		DisableAutoGenTag: true, // reproducible man pages
 	}
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "diagnostics on stderr: text, json or auto (text on a terminal, plain text without timestamps to the systemd journal, json otherwise)")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "diagnostics level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "auto", "`FORMAT` of the diagnostics on stderr: text, json or auto (text on a terminal, plain text without timestamps to the systemd journal, json otherwise)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "least `LEVEL` of the diagnostics shown: debug, info, warn or error")
 	root.PersistentFlags().BoolVar(&g.allowInsecureFiles, "allow-insecure-files", false, allowInsecureFilesHelp)
+	// --version says what `version` says (cobra's own line lacks the
+	// toolchain and platform). The line has no template actions.
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
 
 	root.AddCommand(

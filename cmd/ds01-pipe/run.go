@@ -177,7 +177,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 }
 
 // finishRun ends a run (plan, run or apply) that loaded its pipeline,
-// whatever happened but a configuration error: it turns the result into the exit code of DESIGN.md
+// whatever happened but a configuration error: it turns the result into the exit code of docs/exit-codes.md
 // section 6, has the pipeline record the run's end (the log stage's
 // pipeline.summary event and metrics, in run mode), and prints the report:
 // the JSON document always, the table when the stages ran.

@@ -14,10 +14,15 @@ func newVersionCmd(io IOStreams) *cobra.Command {
 		Short: "Print the version of ds01-pipe",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			fmt.Fprintf(io.Out, "ds01-pipe %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(io.Out, versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what both `version` and `--version` print.
+func versionLine() string {
+	return fmt.Sprintf("ds01-pipe %s (%s, %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // lookupEnv reads one environment variable. It is the only place the

@@ -131,7 +131,7 @@ func (r *report) targets(p func(string, ...any)) {
 	if rm := r.removal; rm != nil && len(rm.calls) > 0 {
 		c := rm.calls[0]
 		n := float64(r.opts.removalSize)
-		p("| at most one inspect per container per run (run that removes) | run: %.2f per container (%d discovery + %d re-inspects before removal) | %s (the re-inspect is DESIGN.md section 2's; see below) |",
+		p("| at most one inspect per container per run (run that removes) | run: %.2f per container (%d discovery + %d re-inspects before removal) | %s (the re-inspect is the remove stage's (stages/remove); see below) |",
 			float64(c.inspect)/n, int(n), c.inspect-int(n), verdict(float64(c.inspect)/n <= 1))
 	}
 	if g := r.gpu; g != nil && g.backend == "sim" {

@@ -34,7 +34,7 @@ const (
 
 // PrivateDaemon starts a second dockerd, private to the test, in which
 // containers with GPU device requests start and exit normally on machines
-// without GPUs (DESIGN.md section 9), and returns an Engine connected to it
+// without GPUs, and returns an Engine connected to it
 // with the probe image already imported.
 //
 // The daemon gets its own --data-root, --exec-root, --pidfile, --config-file

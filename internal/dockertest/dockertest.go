@@ -1,5 +1,5 @@
 // Package dockertest is the integration-test harness for ds01-pipe: it runs
-// tests against a real Docker engine (DESIGN.md section 9). Import it only
+// tests against a real Docker engine. Import it only
 // from _test.go files.
 //
 // The engine is a requirement, not an option: New fails the test (it never

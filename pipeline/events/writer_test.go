@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// ds01Examples are the three example lines of ds01-reference.md, section
-// 9.1, with the events that must encode to them byte for byte.
+// ds01Examples are three example lines of DS01's own events.jsonl
+// (docs/events.md), with the events that must encode to them byte for byte.
 var ds01Examples = []struct {
 	ev   Event
 	line string

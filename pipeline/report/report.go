@@ -56,7 +56,7 @@ type Container struct {
 	Error        string   `json:"error"`
 	Warnings     []string `json:"warnings,omitempty"`
 
-	// Lifecycle (DESIGN.md section 10): set where measured (lifecycle.go).
+	// Lifecycle (docs/lifecycle.md): set where measured (lifecycle.go).
 	IdleS      *int64   `json:"idle_s,omitempty"`
 	RuntimeS   *int64   `json:"runtime_s,omitempty"`
 	IdleStreak *int     `json:"idle_streak,omitempty"`

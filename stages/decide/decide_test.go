@@ -175,7 +175,7 @@ func runDecideCases(t *testing.T, tests []decideCase) {
 	}
 }
 
-// TestDecideDS01Scenarios pins the cleanup scenarios of ds01-reference.md
+// TestDecideDS01Scenarios pins the cleanup scenarios of the DS01 scripts (NOTES.md)
 // section 11 against the DS01 configuration files (the real
 // resource-limits.yaml of HEAD).
 func TestDecideDS01Scenarios(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	_ "github.com/ds01/ds01-pipe/stages/all" // the stage kinds of the binary
 )
 
-// These tests run whole pipelines against the real Docker engine (DESIGN.md
-// section 9), scoped to the test's own containers by name prefix.
+// These tests run whole pipelines against the real Docker engine (see
+// internal/dockertest), scoped to the test's own containers by name prefix.
 
 func pipelineWith(filterAt, when string) string {
 	stages := []string{`stage "discover" { name_prefix = var.prefix }`, `stage "attribute" {}`, `stage "classify" {}`, `stage "exempt" {}`, `stage "decide" { idle_events_file = "" }`, `stage "remove" {}`, `stage "log" {

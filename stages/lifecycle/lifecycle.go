@@ -1,6 +1,6 @@
 // Package lifecycle implements the "lifecycle" stage: DS01's idle and
 // max-runtime decisions for running GPU containers (check-idle-containers.sh
-// and enforce-max-runtime.sh), with their bugs fixed (DESIGN.md section 10).
+// and enforce-max-runtime.sh), with their bugs fixed (docs/lifecycle.md).
 //
 // For each running, non-exempt container with a GPU it judges the run's
 // evidence (from the measure stage) against the owner's thresholds, keeps

@@ -41,7 +41,7 @@ const (
 const attrWorkers = "workers"
 
 // Detail keys and values of DS01's container.remove event
-// (ds01-reference.md, sections 8 and 9.2).
+// (docs/events.md).
 const (
 	detailContainer       = "container"
 	detailReason          = "reason"
@@ -459,7 +459,7 @@ func stamp(t time.Time) string {
 }
 
 // Event returns DS01's container.remove event for a removed container
-// (ds01-reference.md, sections 8 and 9.2), with details in DS01's order. A
+// (docs/events.md), with details in DS01's order. A
 // created-never-started container has its age in whole minutes; any other
 // reason has the time since it stopped in whole hours (rounded down) and
 // the container type.

@@ -19,8 +19,8 @@ import (
 	"github.com/ds01/ds01-pipe/stages/discover"
 )
 
-// These tests run the stage against the real Docker engine (DESIGN.md
-// section 9); dockertest fails them, never skips them, when there is none.
+// These tests run the stage against the real Docker engine (see
+// internal/dockertest); dockertest fails them, never skips them, when there is none.
 // Records come from the real discover stage, scoped to the test's own
 // containers by name prefix and label.
 

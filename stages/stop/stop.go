@@ -285,7 +285,7 @@ func sameRun(before, now pipeline.Container) (string, bool) {
 }
 
 // handOver gives the idle-stopped containers to the remove stage: removed
-// at once, no hold (DESIGN.md section 5), re-checked by remove against the
+// at once, no hold (NOTES.md, Differences from the DS01 scripts), re-checked by remove against the
 // facts stop confirmed. Their recorded GPUs are cleared for release, as
 // the release stage does for removals, only when the GPU snapshot taken
 // after the stops shows nothing of the container still running on a GPU;
