@@ -11,9 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/hashicorp/hcl/v2"
-
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
 
 // passwd is the fake passwd database of the tests: tokens (uids and login
@@ -30,14 +29,6 @@ func fakeLookup(token string) (string, bool) {
 	return name, ok
 }
 
-func ctr(name string, labels ...string) *pipeline.Container {
-	c := &pipeline.Container{Name: name, Labels: map[string]string{}}
-	for i := 0; i+1 < len(labels); i += 2 {
-		c.Labels[labels[i]] = labels[i+1]
-	}
-	return c
-}
-
 func TestOwner(t *testing.T) {
 	unknown := pipeline.Owner{Name: pipeline.UnknownOwner, Source: pipeline.OwnerUnknown}
 	own := func(name string, src pipeline.OwnerSource) pipeline.Owner {
@@ -49,41 +40,41 @@ func TestOwner(t *testing.T) {
 		want pipeline.Owner
 	}{
 		// Rule 1.
-		{"ds01.user", ctr("c", "ds01.user", "alice"), own("alice", pipeline.OwnerFromUser)},
-		{"ds01.user wins over all", ctr("p._.1001", "ds01.user", "alice", "aime.mlc.USER", "bob", "devcontainer.local_folder", "/home/carol/p"), own("alice", pipeline.OwnerFromUser)},
-		{"ds01.user domain name verbatim", ctr("c", "ds01.user", "h.baker@hertie-school.lan"), own("h.baker@hertie-school.lan", pipeline.OwnerFromUser)},
-		{"ds01.user literal unknown", ctr("c", "ds01.user", "unknown"), own("unknown", pipeline.OwnerFromUser)},
-		{"ds01.user empty falls through", ctr("c", "ds01.user", "", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
-		{"ds01.user <no value> falls through", ctr("c", "ds01.user", "<no value>", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
+		{"ds01.user", pipelinetest.Ctr("c", "ds01.user", "alice"), own("alice", pipeline.OwnerFromUser)},
+		{"ds01.user wins over all", pipelinetest.Ctr("p._.1001", "ds01.user", "alice", "aime.mlc.USER", "bob", "devcontainer.local_folder", "/home/carol/p"), own("alice", pipeline.OwnerFromUser)},
+		{"ds01.user domain name verbatim", pipelinetest.Ctr("c", "ds01.user", "h.baker@hertie-school.lan"), own("h.baker@hertie-school.lan", pipeline.OwnerFromUser)},
+		{"ds01.user literal unknown", pipelinetest.Ctr("c", "ds01.user", "unknown"), own("unknown", pipeline.OwnerFromUser)},
+		{"ds01.user empty falls through", pipelinetest.Ctr("c", "ds01.user", "", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
+		{"ds01.user <no value> falls through", pipelinetest.Ctr("c", "ds01.user", "<no value>", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
 		// Rule 2; reference 11 scenario 5.
-		{"scenario 5: aime.mlc.USER", ctr("c", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
-		{"aime wins over folder", ctr("c", "aime.mlc.USER", "bob", "devcontainer.local_folder", "/home/carol/p"), own("bob", pipeline.OwnerFromAIME)},
+		{"scenario 5: aime.mlc.USER", pipelinetest.Ctr("c", "aime.mlc.USER", "bob"), own("bob", pipeline.OwnerFromAIME)},
+		{"aime wins over folder", pipelinetest.Ctr("c", "aime.mlc.USER", "bob", "devcontainer.local_folder", "/home/carol/p"), own("bob", pipeline.OwnerFromAIME)},
 		// Rule 3; reference 11 scenario 6.
-		{"scenario 6: devcontainer folder", ctr("c", "devcontainer.local_folder", "/home/carol/p"), own("carol", pipeline.OwnerFromDevcontainer)},
-		{"folder deep path", ctr("c", "devcontainer.local_folder", "/home/alice/x/y"), own("alice", pipeline.OwnerFromDevcontainer)},
-		{"folder is the home itself", ctr("c", "devcontainer.local_folder", "/home/alice"), own("alice", pipeline.OwnerFromDevcontainer)},
-		{"folder domain user", ctr("c", "devcontainer.local_folder", "/home/h.baker@hertie-school.lan/p"), own("h.baker@hertie-school.lan", pipeline.OwnerFromDevcontainer)},
-		{"folder /home/ gives unknown, no fall through", ctr("p._.1001", "devcontainer.local_folder", "/home/"), unknown},
-		{"folder /home//x gives unknown", ctr("c", "devcontainer.local_folder", "/home//x"), unknown},
-		{"folder macOS falls through", ctr("c", "devcontainer.local_folder", "/Users/x/p"), unknown},
-		{"folder macOS falls through to name", ctr("p._.1001", "devcontainer.local_folder", "/Users/x/p"), own("dave", pipeline.OwnerFromNameUID)},
-		{"folder Windows falls through", ctr("c", "devcontainer.local_folder", `C:\Users\x\p`), unknown},
-		{"folder /homework falls through", ctr("c", "devcontainer.local_folder", "/homework/x"), unknown},
-		{"folder relative home falls through", ctr("c", "devcontainer.local_folder", "home/alice/p"), unknown},
+		{"scenario 6: devcontainer folder", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/carol/p"), own("carol", pipeline.OwnerFromDevcontainer)},
+		{"folder deep path", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/alice/x/y"), own("alice", pipeline.OwnerFromDevcontainer)},
+		{"folder is the home itself", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/alice"), own("alice", pipeline.OwnerFromDevcontainer)},
+		{"folder domain user", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/h.baker@hertie-school.lan/p"), own("h.baker@hertie-school.lan", pipeline.OwnerFromDevcontainer)},
+		{"folder /home/ gives unknown, no fall through", pipelinetest.Ctr("p._.1001", "devcontainer.local_folder", "/home/"), unknown},
+		{"folder /home//x gives unknown", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home//x"), unknown},
+		{"folder macOS falls through", pipelinetest.Ctr("c", "devcontainer.local_folder", "/Users/x/p"), unknown},
+		{"folder macOS falls through to name", pipelinetest.Ctr("p._.1001", "devcontainer.local_folder", "/Users/x/p"), own("dave", pipeline.OwnerFromNameUID)},
+		{"folder Windows falls through", pipelinetest.Ctr("c", "devcontainer.local_folder", `C:\Users\x\p`), unknown},
+		{"folder /homework falls through", pipelinetest.Ctr("c", "devcontainer.local_folder", "/homework/x"), unknown},
+		{"folder relative home falls through", pipelinetest.Ctr("c", "devcontainer.local_folder", "home/alice/p"), unknown},
 		// Rule 4; reference 11 scenarios 7 and 8.
-		{"scenario 7: name uid resolves", ctr("thesis._.1001"), own("dave", pipeline.OwnerFromNameUID)},
-		{"scenario 8: name uid unknown", ctr("thesis._.4242"), unknown},
-		{"dots before the marker", ctr("a.b._.1001"), own("dave", pipeline.OwnerFromNameUID)},
-		{"token after the last dot", ctr("x._.1001.bak"), own("bak", pipeline.OwnerFromNameUID)},
-		{"token is a login name", ctr("x._.dave"), own("dave", pipeline.OwnerFromNameUID)},
-		{"empty token", ctr("x._."), unknown},
-		{"marker only in the middle", ctr("a._.b.1002"), own("erin", pipeline.OwnerFromNameUID)},
-		{"no marker", ctr("proj.1001"), unknown},
-		{"underscores are not the marker", ctr("proj_1001"), unknown},
+		{"scenario 7: name uid resolves", pipelinetest.Ctr("thesis._.1001"), own("dave", pipeline.OwnerFromNameUID)},
+		{"scenario 8: name uid unknown", pipelinetest.Ctr("thesis._.4242"), unknown},
+		{"dots before the marker", pipelinetest.Ctr("a.b._.1001"), own("dave", pipeline.OwnerFromNameUID)},
+		{"token after the last dot", pipelinetest.Ctr("x._.1001.bak"), own("bak", pipeline.OwnerFromNameUID)},
+		{"token is a login name", pipelinetest.Ctr("x._.dave"), own("dave", pipeline.OwnerFromNameUID)},
+		{"empty token", pipelinetest.Ctr("x._."), unknown},
+		{"marker only in the middle", pipelinetest.Ctr("a._.b.1002"), own("erin", pipeline.OwnerFromNameUID)},
+		{"no marker", pipelinetest.Ctr("proj.1001"), unknown},
+		{"underscores are not the marker", pipelinetest.Ctr("proj_1001"), unknown},
 		// Rule 5.
-		{"nothing", ctr("epic_ramanujan"), unknown},
+		{"nothing", pipelinetest.Ctr("epic_ramanujan"), unknown},
 		{"nil labels", &pipeline.Container{Name: "c"}, unknown},
-		{"unrelated labels", ctr("c", "com.docker.compose.project", "x", "ds01.owner", "system"), unknown},
+		{"unrelated labels", pipelinetest.Ctr("c", "com.docker.compose.project", "x", "ds01.owner", "system"), unknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,10 +87,10 @@ func TestOwner(t *testing.T) {
 
 func TestOwnerNoLookup(t *testing.T) {
 	// passwd_lookup = false: rule 4 is off, the earlier rules still apply.
-	if got := Owner(ctr("thesis._.1001"), nil); got.Known() {
+	if got := Owner(pipelinetest.Ctr("thesis._.1001"), nil); got.Known() {
 		t.Errorf("Owner() without lookup = %+v, want unknown", got)
 	}
-	if got := Owner(ctr("thesis._.1001", "ds01.user", "alice"), nil); got.Name != "alice" {
+	if got := Owner(pipelinetest.Ctr("thesis._.1001", "ds01.user", "alice"), nil); got.Name != "alice" {
 		t.Errorf("Owner() without lookup = %+v, want alice", got)
 	}
 }
@@ -111,17 +102,17 @@ func TestOwnerUnusable(t *testing.T) {
 		c     *pipeline.Container
 		label string // named in the warning
 	}{
-		{"newline", ctr("c", "ds01.user", "alice\nFAKE LOG LINE"), "ds01.user"},
-		{"escape", ctr("c", "ds01.user", "al\x1b[31mice"), "ds01.user"},
-		{"nul", ctr("c", "aime.mlc.USER", "bo\x00b"), "aime.mlc.USER"},
-		{"C1 control", ctr("c", "aime.mlc.USER", "bo\u0085b"), "aime.mlc.USER"},
-		{"invalid UTF-8", ctr("c", "ds01.user", "al\xffice"), "ds01.user"},
-		{"too long", ctr("c", "ds01.user", long), "ds01.user"},
-		{"path", ctr("c", "ds01.user", "../../etc/passwd"), "ds01.user"},
-		{"dot dot", ctr("c", "devcontainer.local_folder", "/home/../etc"), "devcontainer.local_folder"},
-		{"dot", ctr("c", "devcontainer.local_folder", "/home/./x"), "devcontainer.local_folder"},
-		{"folder control", ctr("c", "devcontainer.local_folder", "/home/a\tb/p"), "devcontainer.local_folder"},
-		{"passwd answer", ctr("x._.evil"), "name._.uid"},
+		{"newline", pipelinetest.Ctr("c", "ds01.user", "alice\nFAKE LOG LINE"), "ds01.user"},
+		{"escape", pipelinetest.Ctr("c", "ds01.user", "al\x1b[31mice"), "ds01.user"},
+		{"nul", pipelinetest.Ctr("c", "aime.mlc.USER", "bo\x00b"), "aime.mlc.USER"},
+		{"C1 control", pipelinetest.Ctr("c", "aime.mlc.USER", "bo\u0085b"), "aime.mlc.USER"},
+		{"invalid UTF-8", pipelinetest.Ctr("c", "ds01.user", "al\xffice"), "ds01.user"},
+		{"too long", pipelinetest.Ctr("c", "ds01.user", long), "ds01.user"},
+		{"path", pipelinetest.Ctr("c", "ds01.user", "../../etc/passwd"), "ds01.user"},
+		{"dot dot", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/../etc"), "devcontainer.local_folder"},
+		{"dot", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/./x"), "devcontainer.local_folder"},
+		{"folder control", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/a\tb/p"), "devcontainer.local_folder"},
+		{"passwd answer", pipelinetest.Ctr("x._.evil"), "name._.uid"},
 	}
 	lookup := func(token string) (string, bool) {
 		if token == "evil" {
@@ -148,21 +139,13 @@ func TestOwnerUnusable(t *testing.T) {
 	}
 	// At the limit is still fine.
 	ok := strings.Repeat("a", maxOwnerLen)
-	if got := Owner(ctr("c", "ds01.user", ok), nil); got.Name != ok {
+	if got := Owner(pipelinetest.Ctr("c", "ds01.user", ok), nil); got.Name != ok {
 		t.Errorf("a %d-byte name was rejected", maxOwnerLen)
 	}
 	// Non-ASCII printable names are kept verbatim.
-	if got := Owner(ctr("c", "ds01.user", "jürgen"), nil); got.Name != "jürgen" {
+	if got := Owner(pipelinetest.Ctr("c", "ds01.user", "jürgen"), nil); got.Name != "jürgen" {
 		t.Errorf("Owner() = %+v, want jürgen", got)
 	}
-}
-
-func batchOf(cs ...*pipeline.Container) *pipeline.Batch {
-	b := &pipeline.Batch{}
-	for _, c := range cs {
-		b.Records = append(b.Records, &pipeline.Record{Container: *c})
-	}
-	return b
 }
 
 func TestProcess(t *testing.T) {
@@ -172,14 +155,14 @@ func TestProcess(t *testing.T) {
 		calls.Add(1)
 		return fakeLookup(token)
 	}
-	b := batchOf(
-		ctr("a", "ds01.user", "alice"),
-		ctr("one._.1001"),
-		ctr("two._.1001"),
-		ctr("three._.4242"),
-		ctr("four._.4242"),
-		ctr("bad", "ds01.user", "x\ny"),
-		ctr("plain"),
+	b := pipelinetest.Batch(
+		pipelinetest.Ctr("a", "ds01.user", "alice"),
+		pipelinetest.Ctr("one._.1001"),
+		pipelinetest.Ctr("two._.1001"),
+		pipelinetest.Ctr("three._.4242"),
+		pipelinetest.Ctr("four._.4242"),
+		pipelinetest.Ctr("bad", "ds01.user", "x\ny"),
+		pipelinetest.Ctr("plain"),
 	)
 	if err := st.Process(context.Background(), &pipeline.Env{}, b); err != nil {
 		t.Fatal(err)
@@ -208,7 +191,7 @@ func TestProcess(t *testing.T) {
 
 	// A second run asks again: the cache lives for one run only, since
 	// passwd may change between runs.
-	if err := st.Process(context.Background(), &pipeline.Env{}, batchOf(ctr("one._.1001"))); err != nil {
+	if err := st.Process(context.Background(), &pipeline.Env{}, pipelinetest.Batch(pipelinetest.Ctr("one._.1001"))); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 3 {
@@ -223,7 +206,7 @@ func TestProcessPasswdLookupOff(t *testing.T) {
 		t.Error("lookup called with passwd_lookup = false")
 		return "", false
 	}
-	b := batchOf(ctr("thesis._.1001"))
+	b := pipelinetest.Batch(pipelinetest.Ctr("thesis._.1001"))
 	if err := st.Process(context.Background(), nil, b); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +226,7 @@ func TestProcessHungLookup(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	err := st.Process(ctx, nil, batchOf(ctr("thesis._.1001")))
+	err := st.Process(ctx, nil, pipelinetest.Batch(pipelinetest.Ctr("thesis._.1001")))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Process() = %v, want the deadline", err)
 	}
@@ -252,7 +235,7 @@ func TestProcessHungLookup(t *testing.T) {
 func TestProcessCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := New().Process(ctx, nil, batchOf(ctr("a"))); !errors.Is(err, context.Canceled) {
+	if err := New().Process(ctx, nil, pipelinetest.Batch(pipelinetest.Ctr("a"))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Process() = %v, want context.Canceled", err)
 	}
 }
@@ -278,13 +261,7 @@ func TestLookupPasswd(t *testing.T) {
 // load decodes a pipeline text with a registry holding only this stage.
 func load(t *testing.T, src string) (*pipeline.Config, error) {
 	t.Helper()
-	spec, ok := pipeline.DefaultRegistry.Lookup(Kind)
-	if !ok {
-		t.Fatalf("stage %q is not registered", Kind)
-	}
-	reg := pipeline.NewRegistry()
-	reg.MustRegister(spec)
-	return pipeline.Load("test.hcl", []byte(src), pipeline.LoadOptions{Registry: reg})
+	return pipelinetest.Load(t, pipelinetest.Only(t, Kind), src)
 }
 
 func TestDecode(t *testing.T) {
@@ -334,20 +311,11 @@ func TestDecodeErrors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("Load() = %v, want a *pipeline.ConfigError", err)
 			}
-			if !hasDiag(ce.Diags, tt.summary, 3) {
+			if !pipelinetest.HasDiag(ce.Diags, tt.summary, 3) {
 				t.Errorf("diagnostics %v, want %q on line 3", ce.Diags, tt.summary)
 			}
 		})
 	}
-}
-
-func hasDiag(diags hcl.Diagnostics, summary string, line int) bool {
-	for _, d := range diags {
-		if d.Summary == summary && d.Subject != nil && d.Subject.Start.Line == line {
-			return true
-		}
-	}
-	return false
 }
 
 func TestSpec(t *testing.T) {
@@ -407,11 +375,11 @@ func FuzzOwner(f *testing.F) {
 
 func BenchmarkOwner(b *testing.B) {
 	cs := []*pipeline.Container{
-		ctr("a", "ds01.user", "alice", "ds01.managed", "true", "ds01.interface", "atomic"),
-		ctr("b", "aime.mlc.USER", "bob"),
-		ctr("vsc-proj", "devcontainer.local_folder", "/home/carol/proj", "devcontainer.metadata", "[]"),
-		ctr("thesis._.1001", "org.opencontainers.image.title", "pytorch"),
-		ctr("epic_ramanujan", "maintainer", "someone"),
+		pipelinetest.Ctr("a", "ds01.user", "alice", "ds01.managed", "true", "ds01.interface", "atomic"),
+		pipelinetest.Ctr("b", "aime.mlc.USER", "bob"),
+		pipelinetest.Ctr("vsc-proj", "devcontainer.local_folder", "/home/carol/proj", "devcontainer.metadata", "[]"),
+		pipelinetest.Ctr("thesis._.1001", "org.opencontainers.image.title", "pytorch"),
+		pipelinetest.Ctr("epic_ramanujan", "maintainer", "someone"),
 	}
 	b.ReportAllocs()
 	for b.Loop() {

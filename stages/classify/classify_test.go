@@ -8,18 +8,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/hashicorp/hcl/v2"
-
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
-
-func ctr(name string, labels ...string) *pipeline.Container {
-	c := &pipeline.Container{Name: name, Labels: map[string]string{}}
-	for i := 0; i+1 < len(labels); i += 2 {
-		c.Labels[labels[i]] = labels[i+1]
-	}
-	return c
-}
 
 func TestType(t *testing.T) {
 	tests := []struct {
@@ -28,42 +19,42 @@ func TestType(t *testing.T) {
 		want string
 	}{
 		// Rule 1.
-		{"container_type", ctr("c", "ds01.container_type", "orchestration"), "orchestration"},
-		{"container_type verbatim", ctr("c", "ds01.container_type", "Custom Type"), "Custom Type"},
-		{"container_type unknown", ctr("c", "ds01.container_type", "unknown"), "unknown"},
-		{"container_type infrastructure", ctr("c", "ds01.container_type", "infrastructure", "com.docker.compose.project", "monitoring"), "infrastructure"},
-		{"container_type wins over all", ctr("x._.1001", "ds01.container_type", "api", "ds01.interface", "atomic", "devcontainer.local_folder", "/home/a"), "api"},
-		{"container_type empty falls through", ctr("c", "ds01.container_type", "", "ds01.interface", "atomic"), "atomic"},
-		{"container_type <no value> falls through", ctr("c", "ds01.container_type", "<no value>"), Docker},
+		{"container_type", pipelinetest.Ctr("c", "ds01.container_type", "orchestration"), "orchestration"},
+		{"container_type verbatim", pipelinetest.Ctr("c", "ds01.container_type", "Custom Type"), "Custom Type"},
+		{"container_type unknown", pipelinetest.Ctr("c", "ds01.container_type", "unknown"), "unknown"},
+		{"container_type infrastructure", pipelinetest.Ctr("c", "ds01.container_type", "infrastructure", "com.docker.compose.project", "monitoring"), "infrastructure"},
+		{"container_type wins over all", pipelinetest.Ctr("x._.1001", "ds01.container_type", "api", "ds01.interface", "atomic", "devcontainer.local_folder", "/home/a"), "api"},
+		{"container_type empty falls through", pipelinetest.Ctr("c", "ds01.container_type", "", "ds01.interface", "atomic"), "atomic"},
+		{"container_type <no value> falls through", pipelinetest.Ctr("c", "ds01.container_type", "<no value>"), Docker},
 		// Rule 2.
-		{"interface", ctr("c", "ds01.interface", "orchestration"), "orchestration"},
-		{"interface vscode", ctr("c", "ds01.interface", "vscode", "devcontainer.metadata", "[]"), "vscode"},
-		{"interface wins over name", ctr("x._.1001", "ds01.interface", "api"), "api"},
-		{"interface empty falls through", ctr("x._.1001", "ds01.interface", ""), Atomic},
+		{"interface", pipelinetest.Ctr("c", "ds01.interface", "orchestration"), "orchestration"},
+		{"interface vscode", pipelinetest.Ctr("c", "ds01.interface", "vscode", "devcontainer.metadata", "[]"), "vscode"},
+		{"interface wins over name", pipelinetest.Ctr("x._.1001", "ds01.interface", "api"), "api"},
+		{"interface empty falls through", pipelinetest.Ctr("x._.1001", "ds01.interface", ""), Atomic},
 		// DS01's regex matched ds01.interface in any value or as a look-alike
 		// key and then yielded "<no value>"; only the real key counts here.
-		{"interface only in a value", ctr("c", "note", "see ds01.interface"), Docker},
-		{"interface look-alike key", ctr("c", "ds01xinterface", "atomic"), Docker},
-		{"interface prefix key", ctr("c", "ds01.interface.old", "atomic"), Docker},
+		{"interface only in a value", pipelinetest.Ctr("c", "note", "see ds01.interface"), Docker},
+		{"interface look-alike key", pipelinetest.Ctr("c", "ds01xinterface", "atomic"), Docker},
+		{"interface prefix key", pipelinetest.Ctr("c", "ds01.interface.old", "atomic"), Docker},
 		// Rule 3.
-		{"atomic name", ctr("thesis._.1001"), Atomic},
-		{"atomic name wins over devcontainer", ctr("thesis._.1001", "devcontainer.local_folder", "/home/a/p"), Atomic},
-		{"underscores are not the marker", ctr("proj_1_1"), Docker},
+		{"atomic name", pipelinetest.Ctr("thesis._.1001"), Atomic},
+		{"atomic name wins over devcontainer", pipelinetest.Ctr("thesis._.1001", "devcontainer.local_folder", "/home/a/p"), Atomic},
+		{"underscores are not the marker", pipelinetest.Ctr("proj_1_1"), Docker},
 		// Rule 4.
-		{"devcontainer key", ctr("c", "devcontainer.local_folder", "/home/carol/p"), Devcontainer},
-		{"devcontainer bare key", ctr("c", "devcontainer", ""), Devcontainer},
-		{"devcontainer in a value", ctr("c", "org.opencontainers.image.source", "https://github.com/x/my-devcontainer"), Devcontainer},
-		{"devcontainer in a multi-line value", ctr("c", "description", "line one\nbuilt for devcontainer use"), Devcontainer},
-		{"devcontainer wins over compose", ctr("c", "com.docker.compose.project", "p", "devcontainer.metadata", "[]"), Devcontainer},
-		{"devcontainer is case-sensitive", ctr("c", "name", "DevContainer"), Docker},
+		{"devcontainer key", pipelinetest.Ctr("c", "devcontainer.local_folder", "/home/carol/p"), Devcontainer},
+		{"devcontainer bare key", pipelinetest.Ctr("c", "devcontainer", ""), Devcontainer},
+		{"devcontainer in a value", pipelinetest.Ctr("c", "org.opencontainers.image.source", "https://github.com/x/my-devcontainer"), Devcontainer},
+		{"devcontainer in a multi-line value", pipelinetest.Ctr("c", "description", "line one\nbuilt for devcontainer use"), Devcontainer},
+		{"devcontainer wins over compose", pipelinetest.Ctr("c", "com.docker.compose.project", "p", "devcontainer.metadata", "[]"), Devcontainer},
+		{"devcontainer is case-sensitive", pipelinetest.Ctr("c", "name", "DevContainer"), Docker},
 		// Rule 5.
-		{"compose key", ctr("c", "com.docker.compose.project", "web"), Compose},
-		{"compose key with prefix", ctr("c", "x.com.docker.compose.service", "db"), Compose},
-		{"compose only in a value", ctr("c", "note", "com.docker.compose.project"), Docker},
+		{"compose key", pipelinetest.Ctr("c", "com.docker.compose.project", "web"), Compose},
+		{"compose key with prefix", pipelinetest.Ctr("c", "x.com.docker.compose.service", "db"), Compose},
+		{"compose only in a value", pipelinetest.Ctr("c", "note", "com.docker.compose.project"), Docker},
 		// Rule 6.
-		{"no labels", ctr("epic_ramanujan"), Docker},
+		{"no labels", pipelinetest.Ctr("epic_ramanujan"), Docker},
 		{"nil labels", &pipeline.Container{Name: "c"}, Docker},
-		{"unrelated labels", ctr("c", "maintainer", "someone", "ds01.user", "alice"), Docker},
+		{"unrelated labels", pipelinetest.Ctr("c", "maintainer", "someone", "ds01.user", "alice"), Docker},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,12 +73,12 @@ func TestTypeUnusable(t *testing.T) {
 		want  string
 		warns []string // labels named by the warnings, in order
 	}{
-		{"container_type newline", ctr("c", "ds01.container_type", "docker\nFAKE"), Docker, []string{"ds01.container_type"}},
-		{"container_type falls to interface", ctr("c", "ds01.container_type", "a\x1bb", "ds01.interface", "api"), "api", []string{"ds01.container_type"}},
-		{"both bad, falls to name", ctr("x._.1", "ds01.container_type", "\x00", "ds01.interface", "a\rb"), Atomic, []string{"ds01.container_type", "ds01.interface"}},
-		{"interface invalid UTF-8", ctr("c", "ds01.interface", "\xfe", "devcontainer", "x"), Devcontainer, []string{"ds01.interface"}},
-		{"interface too long", ctr("c", "ds01.interface", long), Docker, []string{"ds01.interface"}},
-		{"C1 control", ctr("c", "ds01.container_type", "x\u009by"), Docker, []string{"ds01.container_type"}},
+		{"container_type newline", pipelinetest.Ctr("c", "ds01.container_type", "docker\nFAKE"), Docker, []string{"ds01.container_type"}},
+		{"container_type falls to interface", pipelinetest.Ctr("c", "ds01.container_type", "a\x1bb", "ds01.interface", "api"), "api", []string{"ds01.container_type"}},
+		{"both bad, falls to name", pipelinetest.Ctr("x._.1", "ds01.container_type", "\x00", "ds01.interface", "a\rb"), Atomic, []string{"ds01.container_type", "ds01.interface"}},
+		{"interface invalid UTF-8", pipelinetest.Ctr("c", "ds01.interface", "\xfe", "devcontainer", "x"), Devcontainer, []string{"ds01.interface"}},
+		{"interface too long", pipelinetest.Ctr("c", "ds01.interface", long), Docker, []string{"ds01.interface"}},
+		{"C1 control", pipelinetest.Ctr("c", "ds01.container_type", "x\u009by"), Docker, []string{"ds01.container_type"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,10 +99,10 @@ func TestTypeUnusable(t *testing.T) {
 	}
 	// Exactly at the limit, and printable non-ASCII, are kept.
 	ok := strings.Repeat("t", maxTypeLen)
-	if got := Type(ctr("c", "ds01.container_type", ok)); got != ok {
+	if got := Type(pipelinetest.Ctr("c", "ds01.container_type", ok)); got != ok {
 		t.Errorf("a %d-byte type was rejected", maxTypeLen)
 	}
-	if got := Type(ctr("c", "ds01.container_type", "gerät")); got != "gerät" {
+	if got := Type(pipelinetest.Ctr("c", "ds01.container_type", "gerät")); got != "gerät" {
 		t.Errorf("Type() = %q, want gerät", got)
 	}
 }
@@ -119,12 +110,12 @@ func TestTypeUnusable(t *testing.T) {
 func TestProcess(t *testing.T) {
 	b := &pipeline.Batch{}
 	for _, c := range []*pipeline.Container{
-		ctr("a", "ds01.container_type", "orchestration"),
-		ctr("thesis._.1001"),
-		ctr("vsc", "devcontainer.local_folder", "/home/carol/p"),
-		ctr("web-1", "com.docker.compose.project", "web"),
-		ctr("bad", "ds01.container_type", "x\ny"),
-		ctr("epic_ramanujan"),
+		pipelinetest.Ctr("a", "ds01.container_type", "orchestration"),
+		pipelinetest.Ctr("thesis._.1001"),
+		pipelinetest.Ctr("vsc", "devcontainer.local_folder", "/home/carol/p"),
+		pipelinetest.Ctr("web-1", "com.docker.compose.project", "web"),
+		pipelinetest.Ctr("bad", "ds01.container_type", "x\ny"),
+		pipelinetest.Ctr("epic_ramanujan"),
 	} {
 		b.Records = append(b.Records, &pipeline.Record{Container: *c})
 	}
@@ -151,13 +142,7 @@ func TestProcess(t *testing.T) {
 // load decodes a pipeline text with a registry holding only this stage.
 func load(t *testing.T, src string) (*pipeline.Config, error) {
 	t.Helper()
-	spec, ok := pipeline.DefaultRegistry.Lookup(Kind)
-	if !ok {
-		t.Fatalf("stage %q is not registered", Kind)
-	}
-	reg := pipeline.NewRegistry()
-	reg.MustRegister(spec)
-	return pipeline.Load("test.hcl", []byte(src), pipeline.LoadOptions{Registry: reg})
+	return pipelinetest.Load(t, pipelinetest.Only(t, Kind), src)
 }
 
 func TestDecode(t *testing.T) {
@@ -179,18 +164,9 @@ func TestDecodeUnknownAttribute(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("Load() = %v, want a *pipeline.ConfigError", err)
 	}
-	if !hasDiag(ce.Diags, "Unsupported argument", 3) {
+	if !pipelinetest.HasDiag(ce.Diags, "Unsupported argument", 3) {
 		t.Errorf("diagnostics %v, want \"Unsupported argument\" on line 3", ce.Diags)
 	}
-}
-
-func hasDiag(diags hcl.Diagnostics, summary string, line int) bool {
-	for _, d := range diags {
-		if d.Summary == summary && d.Subject != nil && d.Subject.Start.Line == line {
-			return true
-		}
-	}
-	return false
 }
 
 func FuzzType(f *testing.F) {
@@ -226,12 +202,12 @@ func FuzzType(f *testing.F) {
 
 func BenchmarkType(b *testing.B) {
 	cs := []*pipeline.Container{
-		ctr("a", "ds01.user", "alice", "ds01.container_type", "orchestration"),
-		ctr("b", "ds01.interface", "atomic", "ds01.managed", "true"),
-		ctr("thesis._.1001", "org.opencontainers.image.title", "pytorch"),
-		ctr("vsc-proj", "devcontainer.local_folder", "/home/carol/proj", "devcontainer.metadata", "[]"),
-		ctr("web-1", "com.docker.compose.project", "web", "com.docker.compose.service", "app", "com.docker.compose.version", "2"),
-		ctr("epic_ramanujan", "maintainer", "someone", "org.opencontainers.image.version", "1.0", "org.opencontainers.image.source", "https://example.org/x"),
+		pipelinetest.Ctr("a", "ds01.user", "alice", "ds01.container_type", "orchestration"),
+		pipelinetest.Ctr("b", "ds01.interface", "atomic", "ds01.managed", "true"),
+		pipelinetest.Ctr("thesis._.1001", "org.opencontainers.image.title", "pytorch"),
+		pipelinetest.Ctr("vsc-proj", "devcontainer.local_folder", "/home/carol/proj", "devcontainer.metadata", "[]"),
+		pipelinetest.Ctr("web-1", "com.docker.compose.project", "web", "com.docker.compose.service", "app", "com.docker.compose.version", "2"),
+		pipelinetest.Ctr("epic_ramanujan", "maintainer", "someone", "org.opencontainers.image.version", "1.0", "org.opencontainers.image.source", "https://example.org/x"),
 	}
 	b.ReportAllocs()
 	for b.Loop() {

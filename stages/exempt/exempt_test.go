@@ -3,25 +3,14 @@ package exempt
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2"
-
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 	"github.com/ds01/ds01-pipe/policy"
 )
-
-func ctr(name string, labels ...string) *pipeline.Container {
-	c := &pipeline.Container{Name: name, Labels: map[string]string{}}
-	for i := 0; i+1 < len(labels); i += 2 {
-		c.Labels[labels[i]] = labels[i+1]
-	}
-	return c
-}
 
 func TestReason(t *testing.T) {
 	infra := []string{"ds01-prometheus", "ds01-grafana"}
@@ -38,36 +27,36 @@ func TestReason(t *testing.T) {
 		reason string // "" = not exempt
 	}{
 		// Reference 11 scenario 4 and 15; 3.8.
-		{"monitoring", defaults, ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
-		{"protected", defaults, ctr("c", "ds01.protected", "true"), "label ds01.protected=true"},
-		{"monitoring first", defaults, ctr("c", "ds01.protected", "true", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
-		{"True is not true", defaults, ctr("c", "ds01.protected", "True", "ds01.monitoring", "1"), ""},
-		{"empty is not true", defaults, ctr("c", "ds01.protected", ""), ""},
-		{"padded is not true", defaults, ctr("c", "ds01.protected", " true"), ""},
-		{"plain", defaults, ctr("epic_ramanujan", "ds01.user", "alice"), ""},
+		{"monitoring", defaults, pipelinetest.Ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
+		{"protected", defaults, pipelinetest.Ctr("c", "ds01.protected", "true"), "label ds01.protected=true"},
+		{"monitoring first", defaults, pipelinetest.Ctr("c", "ds01.protected", "true", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
+		{"True is not true", defaults, pipelinetest.Ctr("c", "ds01.protected", "True", "ds01.monitoring", "1"), ""},
+		{"empty is not true", defaults, pipelinetest.Ctr("c", "ds01.protected", ""), ""},
+		{"padded is not true", defaults, pipelinetest.Ctr("c", "ds01.protected", " true"), ""},
+		{"plain", defaults, pipelinetest.Ctr("epic_ramanujan", "ds01.user", "alice"), ""},
 		{"nil labels", defaults, &pipeline.Container{Name: "c"}, ""},
 		// The DS01 labels stay when labels is set to something else.
-		{"builtin kept", configured, ctr("c", "ds01.protected", "true"), "label ds01.protected=true"},
-		{"builtin kept, replaced map", &Exempt{Labels: map[string]string{"x": "y"}}, ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
-		{"builtin kept, nil map", &Exempt{}, ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
-		{"configured label", configured, ctr("c", "team.keep", "yes"), "label team.keep=yes"},
-		{"configured labels by key", configured, ctr("c", "team.keep", "yes", "b.keep", "1"), "label b.keep=1"},
-		{"configured label other value", configured, ctr("c", "team.keep", "no"), ""},
-		{"configured label absent", configured, ctr("c"), ""},
+		{"builtin kept", configured, pipelinetest.Ctr("c", "ds01.protected", "true"), "label ds01.protected=true"},
+		{"builtin kept, replaced map", &Exempt{Labels: map[string]string{"x": "y"}}, pipelinetest.Ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
+		{"builtin kept, nil map", &Exempt{}, pipelinetest.Ctr("c", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
+		{"configured label", configured, pipelinetest.Ctr("c", "team.keep", "yes"), "label team.keep=yes"},
+		{"configured labels by key", configured, pipelinetest.Ctr("c", "team.keep", "yes", "b.keep", "1"), "label b.keep=1"},
+		{"configured label other value", configured, pipelinetest.Ctr("c", "team.keep", "no"), ""},
+		{"configured label absent", configured, pipelinetest.Ctr("c"), ""},
 		// Infrastructure names (the policy's monitoring.infrastructure_containers).
-		{"infra name", defaults, ctr("ds01-grafana"), "infrastructure container (monitoring.infrastructure_containers)"},
-		{"infra names are exact", defaults, ctr("ds01-grafana-old"), ""},
+		{"infra name", defaults, pipelinetest.Ctr("ds01-grafana"), "infrastructure container (monitoring.infrastructure_containers)"},
+		{"infra names are exact", defaults, pipelinetest.Ctr("ds01-grafana-old"), ""},
 		// Names and prefixes.
-		{"name", configured, ctr("backup"), "name listed in names"},
-		{"name exact", configured, ctr("backup2"), ""},
-		{"name given with slash", configured, ctr("slash-given"), "name listed in names"},
-		{"infra off", &Exempt{}, ctr("ds01-grafana"), ""},
-		{"infra before names", &Exempt{Names: []string{"ds01-grafana"}, InfrastructureContainers: true}, ctr("ds01-grafana"), "infrastructure container (monitoring.infrastructure_containers)"},
-		{"names when infra off", &Exempt{Names: []string{"ds01-grafana"}}, ctr("ds01-grafana"), "name listed in names"},
-		{"prefix", configured, ctr("ds01-whatever"), `name prefix "ds01-"`},
-		{"prefix given with slash", configured, ctr("infra-db"), `name prefix "infra-"`},
-		{"prefix is anchored", configured, ctr("my-ds01-x"), ""},
-		{"label before name", configured, ctr("backup", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
+		{"name", configured, pipelinetest.Ctr("backup"), "name listed in names"},
+		{"name exact", configured, pipelinetest.Ctr("backup2"), ""},
+		{"name given with slash", configured, pipelinetest.Ctr("slash-given"), "name listed in names"},
+		{"infra off", &Exempt{}, pipelinetest.Ctr("ds01-grafana"), ""},
+		{"infra before names", &Exempt{Names: []string{"ds01-grafana"}, InfrastructureContainers: true}, pipelinetest.Ctr("ds01-grafana"), "infrastructure container (monitoring.infrastructure_containers)"},
+		{"names when infra off", &Exempt{Names: []string{"ds01-grafana"}}, pipelinetest.Ctr("ds01-grafana"), "name listed in names"},
+		{"prefix", configured, pipelinetest.Ctr("ds01-whatever"), `name prefix "ds01-"`},
+		{"prefix given with slash", configured, pipelinetest.Ctr("infra-db"), `name prefix "infra-"`},
+		{"prefix is anchored", configured, pipelinetest.Ctr("my-ds01-x"), ""},
+		{"label before name", configured, pipelinetest.Ctr("backup", "ds01.monitoring", "true"), "label ds01.monitoring=true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,23 +68,15 @@ func TestReason(t *testing.T) {
 	}
 }
 
-func records(cs ...*pipeline.Container) *pipeline.Batch {
-	b := &pipeline.Batch{}
-	for _, c := range cs {
-		b.Records = append(b.Records, &pipeline.Record{Container: *c})
-	}
-	return b
-}
-
 func TestProcess(t *testing.T) {
 	env := &pipeline.Env{Policy: policy.Default()} // DS01's five infrastructure names
-	b := records(
-		ctr("prom", "ds01.monitoring", "true"),
-		ctr("adm", "ds01.protected", "true"),
-		ctr("ds01-prometheus"),
-		ctr("backup"),
-		ctr("thesis._.1001", "ds01.user", "alice"),
-		ctr("pre-exempt"),
+	b := pipelinetest.Batch(
+		pipelinetest.Ctr("prom", "ds01.monitoring", "true"),
+		pipelinetest.Ctr("adm", "ds01.protected", "true"),
+		pipelinetest.Ctr("ds01-prometheus"),
+		pipelinetest.Ctr("backup"),
+		pipelinetest.Ctr("thesis._.1001", "ds01.user", "alice"),
+		pipelinetest.Ctr("pre-exempt"),
 	)
 	b.Records[5].Exempt = true
 	b.Records[5].ExemptReason = "set earlier"
@@ -140,7 +121,7 @@ func TestProcessInfrastructureOff(t *testing.T) {
 	env := &pipeline.Env{Policy: policy.Default()}
 	st := New()
 	st.InfrastructureContainers = false
-	b := records(ctr("ds01-prometheus"), ctr("p", "ds01.monitoring", "true"))
+	b := pipelinetest.Batch(pipelinetest.Ctr("ds01-prometheus"), pipelinetest.Ctr("p", "ds01.monitoring", "true"))
 	if err := st.Process(context.Background(), env, b); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +135,7 @@ func TestProcessInfrastructureOff(t *testing.T) {
 
 func TestProcessNoPolicy(t *testing.T) {
 	for _, env := range []*pipeline.Env{nil, {}} {
-		b := records(ctr("ds01-prometheus"), ctr("p", "ds01.protected", "true"))
+		b := pipelinetest.Batch(pipelinetest.Ctr("ds01-prometheus"), pipelinetest.Ctr("p", "ds01.protected", "true"))
 		if err := New().Process(context.Background(), env, b); err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +145,7 @@ func TestProcessNoPolicy(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := New().Process(ctx, nil, records(ctr("a"))); !errors.Is(err, context.Canceled) {
+	if err := New().Process(ctx, nil, pipelinetest.Batch(pipelinetest.Ctr("a"))); !errors.Is(err, context.Canceled) {
 		t.Errorf("Process() with a cancelled context = %v", err)
 	}
 }
@@ -200,17 +181,7 @@ func TestInitFail(t *testing.T) {
 // load decodes a pipeline text with a registry holding only this stage.
 func load(t *testing.T, src string) (*pipeline.Config, error) {
 	t.Helper()
-	spec, ok := pipeline.DefaultRegistry.Lookup(Kind)
-	if !ok {
-		t.Fatalf("stage %q is not registered", Kind)
-	}
-	reg := pipeline.NewRegistry()
-	reg.MustRegister(spec)
-	path := filepath.Join(t.TempDir(), "test.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return pipeline.LoadFile(path, pipeline.LoadOptions{Registry: reg})
+	return pipelinetest.Load(t, pipelinetest.Only(t, Kind), src)
 }
 
 func stageBlock(body string) string {
@@ -256,7 +227,7 @@ func TestDecodeLabelsAdd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := records(ctr("a", "ds01.protected", "true"), ctr("b", "team.keep", "yes"))
+	b := pipelinetest.Batch(pipelinetest.Ctr("a", "ds01.protected", "true"), pipelinetest.Ctr("b", "team.keep", "yes"))
 	if err := cfg.Stages[0].Stage.Process(context.Background(), &pipeline.Env{}, b); err != nil {
 		t.Fatal(err)
 	}
@@ -290,20 +261,11 @@ func TestDecodeErrors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("Load() = %v, want a *pipeline.ConfigError", err)
 			}
-			if !hasDiag(ce.Diags, tt.summary, tt.line) {
+			if !pipelinetest.HasDiag(ce.Diags, tt.summary, tt.line) {
 				t.Errorf("diagnostics %v, want %q on line %d", ce.Diags, tt.summary, tt.line)
 			}
 		})
 	}
-}
-
-func hasDiag(diags hcl.Diagnostics, summary string, line int) bool {
-	for _, d := range diags {
-		if d.Summary == summary && d.Subject != nil && d.Subject.Start.Line == line {
-			return true
-		}
-	}
-	return false
 }
 
 func TestSpec(t *testing.T) {
