@@ -363,6 +363,16 @@ type eventLine struct {
 	raw           string
 }
 
+// eventHost is the host name every event line carries last in its details.
+func eventHost(t *testing.T) string {
+	t.Helper()
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // readEventLines returns the lines of an events file; a missing file has none.
 // Every line must be one valid JSON object.
 func readEventLines(t *testing.T, path string) []eventLine {
@@ -416,7 +426,7 @@ var ds01Timestamp = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$
 
 // expectRemoveEvent checks that exactly one container.remove names the
 // container, from this pipeline, for wantUser, with exactly these details
-// besides "container".
+// besides "container" and "host".
 func expectRemoveEvent(t *testing.T, evs []eventLine, name, wantUser string, details map[string]any) eventLine {
 	t.Helper()
 	var found []eventLine
@@ -430,7 +440,7 @@ func expectRemoveEvent(t *testing.T, evs []eventLine, name, wantUser string, det
 		return eventLine{}
 	}
 	ev := found[0]
-	wantDetails := map[string]any{"container": name}
+	wantDetails := map[string]any{"container": name, "host": eventHost(t)}
 	for k, v := range details {
 		wantDetails[k] = v
 	}
@@ -621,7 +631,7 @@ func TestCleanupCreatedNeverStarted(t *testing.T) {
 	evs := readEventLines(t, f.events)
 	ev := expectRemoveEvent(t, evs, fresh.Name, "alice", map[string]any{"reason": "created_never_started", "age": "31m"})
 	// DS01's key order, byte for byte.
-	wantTail := fmt.Sprintf(`,"event_type":"container.remove","schema_version":"1","user":"alice","source":"ds01-pipe/cleanup","details":{"container":%q,"reason":"created_never_started","age":"31m"}}`, fresh.Name)
+	wantTail := fmt.Sprintf(`,"event_type":"container.remove","schema_version":"1","user":"alice","source":"ds01-pipe/cleanup","details":{"container":%q,"reason":"created_never_started","age":"31m","host":%q}}`, fresh.Name, eventHost(t))
 	if ev.raw != "" && !strings.HasSuffix(ev.raw, wantTail) {
 		t.Errorf("container.remove line:\n  got  %s\n  want ...%s", ev.raw, wantTail)
 	}
@@ -672,7 +682,7 @@ func TestCleanupOwnerRules(t *testing.T) {
 
 	evs := readEventLines(t, f.events)
 	ev := expectRemoveEvent(t, evs, byLabel.Name, "alice", map[string]any{"reason": "hold_expired", "stopped_duration": "0h", "container_type": "docker"})
-	wantTail := fmt.Sprintf(`"details":{"container":%q,"reason":"hold_expired","stopped_duration":"0h","container_type":"docker"}}`, byLabel.Name)
+	wantTail := fmt.Sprintf(`"details":{"container":%q,"reason":"hold_expired","stopped_duration":"0h","container_type":"docker","host":%q}}`, byLabel.Name, eventHost(t))
 	if ev.raw != "" && !strings.HasSuffix(ev.raw, wantTail) {
 		t.Errorf("container.remove line:\n  got  %s\n  want ...%s", ev.raw, wantTail)
 	}

@@ -313,7 +313,7 @@ func TestGPURunReleasesBeforeRemoval(t *testing.T) {
 	for _, c := range []struct {
 		name, user, uuid string
 	}{{done.Name, "alice", gpuSim1}, {slice.Name, "carol", gpuSimMIG1}} {
-		rel := index("gpu.release", fmt.Sprintf(`{"container":%q,"gpu_uuid":%q,"reason":"hold_expired"}`, c.name, c.uuid))
+		rel := index("gpu.release", fmt.Sprintf(`{"container":%q,"gpu_uuid":%q,"reason":"hold_expired",`, c.name, c.uuid))
 		rm := index("container.remove", fmt.Sprintf(`"container":%q`, c.name))
 		if rel < 0 || rm < 0 || rel < rm {
 			t.Errorf("%s: gpu.release at %d, container.remove at %d; want the removal first", c.name, rel, rm)
@@ -323,7 +323,7 @@ func TestGPURunReleasesBeforeRemoval(t *testing.T) {
 			t.Errorf("gpu.release %+v, want user %s", evs[rel], c.user)
 		}
 	}
-	unrec := index("gpu.unrecorded", fmt.Sprintf(`{"container":%q,"gpu_uuid":%q,"pid":%d}`, notebook.Name, gpuSim0, nbPID))
+	unrec := index("gpu.unrecorded", fmt.Sprintf(`{"container":%q,"gpu_uuid":%q,"pid":%d,`, notebook.Name, gpuSim0, nbPID))
 	if unrec < 0 || evs[unrec].User != "bob" {
 		t.Errorf("no gpu.unrecorded for bob's notebook in %s", evs)
 	}

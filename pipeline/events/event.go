@@ -49,7 +49,16 @@ type Event struct {
 	User    string // omitted when empty
 	Source  string // omitted when empty
 	Details []Field
+	// Host is the node that wrote the event, so that lines shipped from
+	// many nodes to one store still say where they happened. It is the
+	// last key of details ("host"), not a key of its own: schema v1's top
+	// level stays as DS01's readers know it, and details is the part of
+	// the line that already differs by event type. Omitted when empty.
+	Host string
 }
+
+// HostKey is the details key that carries Event.Host.
+const HostKey = "host"
 
 // Timestamp formats t as DS01 does: UTC, microseconds, "Z".
 func Timestamp(t time.Time) string {
@@ -60,15 +69,18 @@ func Timestamp(t time.Time) string {
 // than MaxLineBytes has its details replaced by
 // {"truncated":true,"original_size":N}; if that is still too long the
 // event cannot be written and Encode returns an error.
+//
+// The host survives the shortening: a truncated line without it could not
+// be traced to its node.
 func (e Event) Encode() ([]byte, error) {
-	line, err := e.encode(e.Details)
+	line, err := e.encode(e.withHost(e.Details))
 	if err != nil {
 		return nil, err
 	}
 	if len(line) <= MaxLineBytes {
 		return append(line, '\n'), nil
 	}
-	short, err := e.encode([]Field{F("truncated", true), F("original_size", len(line))})
+	short, err := e.encode(e.withHost([]Field{F("truncated", true), F("original_size", len(line))}))
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +88,23 @@ func (e Event) Encode() ([]byte, error) {
 		return nil, fmt.Errorf("event %s is %d bytes even without details (limit %d)", e.Type, len(short), MaxLineBytes)
 	}
 	return append(short, '\n'), nil
+}
+
+// withHost returns details with the host appended as the last key, when
+// the event has a host. A detail already named "host" is kept as written
+// and the host is not added twice.
+func (e Event) withHost(details []Field) []Field {
+	if e.Host == "" {
+		return details
+	}
+	for _, f := range details {
+		if f.Key == HostKey {
+			return details
+		}
+	}
+	out := make([]Field, len(details), len(details)+1)
+	copy(out, details)
+	return append(out, F(HostKey, e.Host))
 }
 
 func (e Event) encode(details []Field) ([]byte, error) {

@@ -22,6 +22,7 @@ type Writer struct {
 	// repair is set when the file did not end in a newline when it was
 	// opened: the first line then starts with one (see writeLine).
 	repair bool
+	host   string // Event.Host of events written without one
 }
 
 // openFlags open the file for appending (read access only to look at its
@@ -56,14 +57,32 @@ func OpenFile(path string) (*Writer, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
 	}
-	return &Writer{path: path, f: f, repair: !endsInNewline(f)}, nil
+	return &Writer{path: path, f: f, repair: !endsInNewline(f), host: hostname()}, nil
 }
+
+// hostname is the node's name for Event.Host. A host whose name cannot be
+// read writes events without it, as DS01 does, rather than none at all.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// SetHost sets the host written into events that have none; "" writes
+// none. OpenFile starts with the node's host name.
+func (w *Writer) SetHost(host string) { w.host = host }
 
 // Path is the file the writer appends to.
 func (w *Writer) Path() string { return w.path }
 
-// Write encodes ev and appends it as one line.
+// Write encodes ev and appends it as one line. An event without a host
+// gets the writer's.
 func (w *Writer) Write(ev Event) error {
+	if ev.Host == "" {
+		ev.Host = w.host
+	}
 	line, err := ev.Encode()
 	if err != nil {
 		return fmt.Errorf("events file %s: %w", w.path, err)

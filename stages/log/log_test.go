@@ -179,7 +179,7 @@ func TestProcessRun(t *testing.T) {
 	if err := finish(s, env, batch); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(wantEventLines, readLines(t, s.EventsFile)); diff != "" {
+	if diff := cmp.Diff(withHost(t, wantEventLines), readLines(t, s.EventsFile)); diff != "" {
 		t.Errorf("events file (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{TagCleanup}, sys.dials); diff != "" {
