@@ -53,11 +53,11 @@ var nativeTypes = []string{"orchestration", "atomic"}
 // threshold describes one non-duration policies key: its range and
 // whether it may be set per group or per user.
 type threshold struct {
-	min, max   float64
-	minOpen    bool // min itself is not allowed
-	integer    bool
-	perGroup   bool
-	unit, help string
+	min, max float64
+	minOpen  bool // min itself is not allowed
+	integer  bool
+	perGroup bool
+	unit     string
 }
 
 var thresholds = map[string]threshold{
