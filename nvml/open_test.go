@@ -103,53 +103,6 @@ func TestSnapshotHonoursContext(t *testing.T) {
 	}
 }
 
-// TestRealNVMLSmoke reads the real driver, read-only, wherever one is found;
-// elsewhere it says that it did not run.
-func TestRealNVMLSmoke(t *testing.T) {
-	b, err := Open(Options{Backend: BackendNVML})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	s, err := b.Snapshot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.Available {
-		t.Skipf("real NVML not present here: %s", s.Unavailable)
-	}
-	t.Logf("driver %s, %d GPUs, queries %+v", s.DriverVersion, len(s.Devices), s.Queries)
-	for _, w := range s.Warnings {
-		t.Logf("warning: %s", w)
-	}
-	seen := make(map[string]bool)
-	check := func(uuid string) {
-		t.Helper()
-		if uuid == "" || seen[uuid] {
-			t.Errorf("UUID %q is empty or repeated", uuid)
-		}
-		seen[uuid] = true
-	}
-	for _, d := range s.Devices {
-		t.Logf("GPU %d %s %q %d MiB, %d processes, %d MIG slices", d.Index, d.UUID, d.Name, d.MemoryMiB, len(d.Processes), len(d.MIG))
-		check(d.UUID)
-		for _, p := range d.Processes {
-			t.Logf("  pid %d %d MiB", p.PID, p.UsedMemoryMiB)
-		}
-		for _, m := range d.MIG {
-			t.Logf("  MIG %d %s %q, %d processes", m.Index, m.UUID, m.Profile, len(m.Processes))
-			check(m.UUID)
-		}
-	}
-	if s.Queries.ProcessQueries > len(seen) {
-		t.Errorf("%d process queries for %d devices and slices", s.Queries.ProcessQueries, len(seen))
-	}
-}
-
 // A simulation file that is a FIFO or a device is refused at once, never
 // read: validate must not hang on one.
 func TestOpenSimRefusesNonRegular(t *testing.T) {
