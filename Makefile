@@ -41,6 +41,12 @@ staticcheck:
 clean:
 	rm -rf bin/
 
+# docs/stages.md is generated from the stage specs; internal/docgen's test
+# fails when the checked-in file is stale, so CI catches drift.
+.PHONY: docs
+docs:
+	$(GO) run ./internal/docgen/gen
+
 # install, deb, bench, fuzz: see below
 
 # --- bench, bench-smoke, gobench (internal/bench/RESULTS.md) ---------------
