@@ -145,6 +145,7 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 		e.IdleStreak++
 	}
 	lc.IdleStreak = e.IdleStreak
+	lc.HighDemand = in.Demand.On
 	idleFrom := e.LastActivity
 	if idleFrom.Before(graceEnd) {
 		idleFrom = graceEnd // idle time counts from the end of the grace period

@@ -145,6 +145,15 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			if rec.Verdict.Action == pipeline.ActionNone {
 				rec.Verdict = v
 			}
+			if rec.Incomplete != "" {
+				// Listed as running but not read this run: its memory
+				// is kept for the next run (its StartedAt is unknown).
+				for k, e := range held.Entries {
+					if e.ContainerID == rec.Container.ID {
+						next[k] = e
+					}
+				}
+			}
 			continue
 		}
 		key := state.Key{ID: rec.Container.ID, StartedAt: rec.Container.StartedAt}.String()
