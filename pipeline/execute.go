@@ -30,6 +30,8 @@ type ExecOptions struct {
 	// Progress logs, at Info, every stage that runs longer than
 	// ProgressEvery (for a terminal; the timer's journal stays quiet).
 	Progress bool
+	// Hooks observe every stage (the apply gate); see Run.
+	Hooks []Hook
 }
 
 // LockedError says another run holds the pipeline's lock.
@@ -191,10 +193,11 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	env.Docker = docker
 
 	stages := cfg.Stages
+	hooks := opts.Hooks
 	if opts.Progress {
-		stages = withProgress(stages, ProgressEvery)
+		hooks = append(hooks, NewProgress(ProgressEvery))
 	}
-	res, err := Run(ctx, env, stages)
+	res, err := Run(ctx, env, stages, hooks...)
 	switch {
 	case err == nil:
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil:

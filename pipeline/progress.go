@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -9,57 +8,53 @@ import (
 // ProgressEvery is how long a stage runs before progress is logged.
 const ProgressEvery = 2 * time.Second
 
-// withProgress wraps every stage so that, while it runs longer than every,
-// a line per period says how far it got (in Docker calls), and a last line
-// says how long it took. Stages that finish sooner stay silent.
-func withProgress(stages []StageInstance, every time.Duration) []StageInstance {
-	out := make([]StageInstance, len(stages))
-	for i, st := range stages {
-		out[i] = st
-		out[i].Stage = progressStage{inner: st.Stage, ref: st.Ref, every: every}
-	}
-	return out
+// Progress is a runner hook: while a stage runs longer than Every, a line
+// per period says how far it got (in Docker calls), and a last line says
+// how long it took. Stages that finish sooner stay silent.
+type Progress struct {
+	Every time.Duration
+
+	start   time.Time
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
-type progressStage struct {
-	inner Stage
-	ref   StageRef
-	every time.Duration
-}
+// NewProgress returns a progress hook with period every.
+func NewProgress(every time.Duration) *Progress { return &Progress{Every: every} }
 
-func (s progressStage) Process(ctx context.Context, env *Env, batch *Batch) error {
+// Before starts the ticker of one stage.
+func (p *Progress) Before(env *Env, st StageInstance, _ *Batch) {
+	p.start = time.Now()
+	p.stop, p.stopped = nil, nil
 	if env.Log == nil {
-		return s.inner.Process(ctx, env, batch)
+		return
 	}
-	start := time.Now()
-	stop := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
+	p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+	go func(stop, stopped chan struct{}) {
 		defer close(stopped)
-		t := time.NewTicker(s.every)
+		t := time.NewTicker(p.Every)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
-				env.Log.Infof("%s: running for %s (Docker calls so far: %s)", s.ref, time.Since(start).Round(time.Second), calls(env))
+				env.Log.Infof("%s: running for %s (Docker calls so far: %s)", st.Ref, time.Since(p.start).Round(time.Second), calls(env))
 			}
 		}
-	}()
-	err := s.inner.Process(ctx, env, batch)
-	close(stop)
-	<-stopped
-	if d := time.Since(start); d >= s.every {
-		env.Log.Infof("%s: done in %s, %d containers (Docker calls so far: %s)", s.ref, d.Round(100*time.Millisecond), len(batch.Records), calls(env))
-	}
-	return err
+	}(p.stop, p.stopped)
 }
 
-// Finalize keeps the wrapped stage's finalizer status.
-func (s progressStage) Finalize() bool {
-	f, ok := s.inner.(Finalizer)
-	return ok && f.Finalize()
+// After stops the ticker and, for a slow stage, logs how long it took.
+func (p *Progress) After(env *Env, st StageInstance, b *Batch) {
+	if p.stop == nil {
+		return
+	}
+	close(p.stop)
+	<-p.stopped
+	if d := time.Since(p.start); d >= p.Every {
+		env.Log.Infof("%s: done in %s, %d containers (Docker calls so far: %s)", st.Ref, d.Round(100*time.Millisecond), len(b.Records), calls(env))
+	}
 }
 
 func calls(env *Env) string {

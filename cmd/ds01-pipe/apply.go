@@ -93,8 +93,8 @@ func applyRun(cmd *cobra.Command, io IOStreams, g *globalOptions, o *applyOption
 	}
 
 	gate := plan.Gate()
-	cfg.Stages = gate.Restrict(cfg.Stages)
 	env, res, runErr := pipeline.Execute(cmd.Context(), cfg, pipeline.ExecOptions{
+		Hooks:       []pipeline.Hook{gate},
 		Mode:        pipeline.ModeRun,
 		Log:         log,
 		SimFile:     lookupEnv(pipeline.SimEnvVar),

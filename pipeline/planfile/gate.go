@@ -1,7 +1,6 @@
 package planfile
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,16 +40,13 @@ func (p *Plan) Gate() *Gate {
 	return g
 }
 
-// Restrict returns the stages, each wrapped so that the gate runs on the
-// batch after it. A wrapped finalizer stays a finalizer.
-func (g *Gate) Restrict(stages []pipeline.StageInstance) []pipeline.StageInstance {
-	out := make([]pipeline.StageInstance, len(stages))
-	for i, st := range stages {
-		out[i] = st
-		out[i].Stage = gatedStage{inner: st.Stage, gate: g}
-	}
-	return out
-}
+// Before does nothing: the gate judges what a stage did (pipeline.Hook).
+func (g *Gate) Before(*pipeline.Env, pipeline.StageInstance, *pipeline.Batch) {}
+
+// After applies the gate to the batch after every stage, before the
+// engine's own invariants (pipeline.Hook): apply passes the gate to the
+// runner as a hook.
+func (g *Gate) After(_ *pipeline.Env, _ pipeline.StageInstance, b *pipeline.Batch) { g.Apply(b) }
 
 // Apply enforces the plan on a batch: a planned container whose
 // fingerprint changed gets the outcome "changed" (checked once, when it
@@ -123,22 +119,4 @@ func (g *Gate) Changed(id string) string { return g.changed[id] }
 func (g *Gate) Planned(id string) bool {
 	_, ok := g.byID[id]
 	return ok
-}
-
-// gatedStage runs a stage, then the gate.
-type gatedStage struct {
-	inner pipeline.Stage
-	gate  *Gate
-}
-
-func (s gatedStage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
-	err := s.inner.Process(ctx, env, batch)
-	s.gate.Apply(batch)
-	return err
-}
-
-// Finalize keeps the wrapped stage's finalizer status (the log stage).
-func (s gatedStage) Finalize() bool {
-	f, ok := s.inner.(pipeline.Finalizer)
-	return ok && f.Finalize()
 }

@@ -7,8 +7,8 @@
 // pipeline file, with which variables and on which host, made it.
 //
 // Apply does not replay the plan. It runs the same pipeline again, in run
-// mode and on the wall clock, with every stage wrapped by a gate (Restrict)
-// that lets a container keep a remove verdict only when the plan lists it
+// mode and on the wall clock, with a gate after every stage (a runner
+// hook, Gate.After) that lets a container keep a remove verdict only when the plan lists it
 // and its fingerprint still matches. A plan can therefore only narrow what
 // a run would do, never widen it: an edited or forged plan file cannot make
 // apply remove anything the pipeline itself would not remove now, and the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
 
 var t0 = time.Date(2026, 2, 16, 15, 50, 3, 412345678, time.UTC)
@@ -78,17 +79,13 @@ func TestFingerprintDiff(t *testing.T) {
 	}
 }
 
-// fakeStage sets a remove verdict on every record, as a decide stage would.
-type fakeStage struct{ finalizer bool }
-
-func (s fakeStage) Process(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error {
+// decideAll sets a remove verdict on every record, as a decide stage would.
+func decideAll(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error {
 	for _, rec := range b.Records {
 		rec.Verdict = pipeline.Verdict{Action: pipeline.ActionRemove, Reason: pipeline.ReasonHoldExpired}
 	}
 	return nil
 }
-
-func (s fakeStage) Finalize() bool { return s.finalizer }
 
 func TestGate(t *testing.T) {
 	same := container("same", "same", pipeline.StateExited, map[string]string{"k": "v"})
@@ -110,25 +107,19 @@ func TestGate(t *testing.T) {
 	movedNow.State = pipeline.StateRunning
 	movedNow.StartedAt = t0
 	extra := container("extra", "extra", pipeline.StateExited, nil)
-	batch := &pipeline.Batch{Records: []*pipeline.Record{
-		{Container: same}, {Container: movedNow}, {Container: extra},
-	}}
+	discover := func(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error {
+		b.Records = []*pipeline.Record{{Container: same}, {Container: movedNow}, {Container: extra}}
+		return nil
+	}
 	gate := plan.Gate()
-	stages := gate.Restrict([]pipeline.StageInstance{
-		{Ref: pipeline.StageRef{Kind: "decide"}, Stage: fakeStage{}},
-		{Ref: pipeline.StageRef{Kind: "log"}, Stage: fakeStage{finalizer: true}},
-	})
-	for _, st := range stages {
-		if err := st.Stage.Process(context.Background(), env, batch); err != nil {
-			t.Fatal(err)
-		}
+	res, err := pipeline.Run(context.Background(), env, []pipeline.StageInstance{
+		pipelinetest.Stage("discover", pipeline.Contract{Writes: []pipeline.Field{pipeline.FieldFacts}}, discover),
+		pipelinetest.Stage("decide", pipeline.Contract{Writes: []pipeline.Field{pipeline.FieldVerdict}}, decideAll),
+	}, gate)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if f, ok := stages[1].Stage.(pipeline.Finalizer); !ok || !f.Finalize() {
-		t.Error("a wrapped finalizer is no longer one")
-	}
-	if f, ok := stages[0].Stage.(pipeline.Finalizer); ok && f.Finalize() {
-		t.Error("a wrapped ordinary stage became a finalizer")
-	}
+	batch := res.Batch
 
 	byID := map[string]*pipeline.Record{}
 	for _, rec := range batch.Records {
