@@ -94,7 +94,12 @@ const finalizeTimeout = 30 * time.Second
 // wherever they stand, so their configured exemptions hold before any
 // later stage acts. And the Docker client stages get refuses to remove or
 // stop a container that is exempt, or that this run did not discover.
-func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error) {
+//
+// Hooks observe every stage (progress lines, the apply gate): Before runs
+// just before it, After right after it returned and before the engine
+// enforces its invariants, so a hook may narrow verdicts but never widen
+// what the invariants allow.
+func Run(ctx context.Context, env *Env, stages []StageInstance, hooks ...Hook) (*Result, error) {
 	started := time.Now()
 	res := &Result{Batch: &Batch{Started: started, sink: env.Events}, Started: started}
 	var guard *guardedDocker
@@ -103,10 +108,28 @@ func Run(ctx context.Context, env *Env, stages []StageInstance) (*Result, error)
 		env.Docker = guard
 		defer func() { env.Docker = guard.Docker }()
 	}
-	return run(ctx, env, stages, res, guard)
+	return run(ctx, env, stages, hooks, res, guard)
 }
 
-func run(ctx context.Context, env *Env, stages []StageInstance, res *Result, guard *guardedDocker) (*Result, error) {
+// Hook observes a run around every stage. Progress and the apply gate
+// are hooks, so stages stay what the pipeline file says they are.
+type Hook interface {
+	Before(env *Env, st StageInstance, b *Batch)
+	After(env *Env, st StageInstance, b *Batch)
+}
+
+// stageEnv is the environment one stage gets: the run's, with a logger
+// tagged with the stage, so every line a stage logs says which it was.
+func stageEnv(env *Env, st StageInstance) *Env {
+	if env.Log == nil {
+		return env
+	}
+	e := *env
+	e.Log = env.Log.WithField("stage", st.Ref.String())
+	return &e
+}
+
+func run(ctx context.Context, env *Env, stages []StageInstance, hooks []Hook, res *Result, guard *guardedDocker) (*Result, error) {
 	var runErr error
 	for i, st := range stages {
 		if runErr != nil && !st.finalizes() {
@@ -114,13 +137,20 @@ func run(ctx context.Context, env *Env, stages []StageInstance, res *Result, gua
 		}
 		enforceInvariants(res.Batch)
 		guard.watch(res.Batch.Records)
+		senv := stageEnv(env, st)
+		for _, h := range hooks {
+			h.Before(senv, st, res.Batch)
+		}
 		stageCtx, cancel := stageContext(ctx, st, runErr != nil)
 		start := time.Now()
-		err := st.Stage.Process(stageCtx, env, res.Batch)
+		err := st.Stage.Process(stageCtx, senv, res.Batch)
 		if err == nil && st.Contract.writes(FieldFacts) {
 			err = applyExemptions(stageCtx, env, res.Batch, stages[i+1:])
 		}
 		cancel()
+		for _, h := range hooks {
+			h.After(senv, st, res.Batch)
+		}
 		enforceInvariants(res.Batch)
 		if err == nil && runErr == nil && ctx.Err() != nil {
 			err = ctx.Err()
@@ -156,7 +186,7 @@ func applyExemptions(ctx context.Context, env *Env, b *Batch, later []StageInsta
 		if !st.Contract.writes(FieldExemption) {
 			continue
 		}
-		if err := st.Stage.Process(ctx, env, b); err != nil {
+		if err := st.Stage.Process(ctx, stageEnv(env, st), b); err != nil {
 			return fmt.Errorf("exemptions of stage %s: %w", st.Ref, err)
 		}
 	}
