@@ -1,7 +1,14 @@
-# What the cleanup pipeline will remove in the next 24 hours, and why: every
-# container that is due now (verdict remove) or whose hold ends within a day
-# (left_s <= 86400), with the rule, the age and the limit. Read-only: it has no
-# remove stage and logs nothing. docs/audits.md shows an example.
+# What the cleanup and lifecycle pipelines will act on in the next 24 hours,
+# and why: every container that is due now (verdict remove or stop) or whose
+# limit is reached within a day (0 <= left_s <= 86400), with the rule, the clock,
+# the age and the limit. Cleanup's decisions come from decide (created and
+# exited containers), lifecycle's from measure and lifecycle (running GPU
+# containers: max runtime, and idle timeout if the container stays idle).
+# docs/audits.md shows an example.
+#
+# Run it with plan: it has no remove or stop stage and logs nothing, and in
+# plan the lifecycle stage only reads its state store. Under run the lifecycle
+# stage would record this run's sample in state_dir, as the lifecycle timer does.
 #
 #   ds01-pipe plan pipelines/audit-next24h.hcl --var report=/tmp/next24h.csv --var format=csv
 #
@@ -31,8 +38,21 @@ variable "horizon" {
   default = "24h"
 }
 
+variable "state_dir" {
+  default     = "/var/lib/ds01-pipe"
+  description = "the lifecycle pipeline's state store (idle streaks, last activity), read only in plan"
+}
+
+variable "gpu_backend" {
+  default = "auto"
+}
+
+variable "sim_file" {
+  default = ""
+}
+
 pipeline "audit-next24h" {
-  description = "What cleanup will remove in the next 24 hours, and why"
+  description = "What cleanup and lifecycle will act on in the next 24 hours, and why"
   timeout     = "2m"
 
   policy {
@@ -43,7 +63,8 @@ pipeline "audit-next24h" {
   }
 
   gpu {
-    backend = "none"
+    backend  = var.gpu_backend
+    sim_file = var.sim_file
   }
 
   stage "discover" {
@@ -55,14 +76,18 @@ pipeline "audit-next24h" {
   stage "decide" {
     idle_events_file = var.events_file
   }
+  stage "measure" {}
+  stage "lifecycle" {
+    state_dir = var.state_dir
+  }
   stage "filter" {
     # left_s is null for containers without a limit; coalesce makes them "never".
-    when = c.verdict == "remove" || (c.verdict == "keep" && coalesce(c.left_s, -1) >= 0 && coalesce(c.left_s, -1) <= seconds(var.horizon))
+    when = contains(["remove", "stop"], c.verdict) || (c.verdict == "keep" && coalesce(c.left_s, -1) >= 0 && coalesce(c.left_s, -1) <= seconds(var.horizon))
   }
   stage "report" {
     format  = var.format
     path    = var.report
-    columns = ["name", "owner", "owner_source", "type", "state", "verdict", "reason", "rule", "age_s", "limit_s", "left_s"]
+    columns = ["name", "owner", "owner_source", "type", "state", "verdict", "reason", "rule", "clock", "age_s", "limit_s", "left_s"]
   }
   stage "log" {
     events_file = ""

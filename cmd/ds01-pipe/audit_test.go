@@ -95,10 +95,12 @@ func TestAuditNext24h(t *testing.T) {
 	eng.Create(t, dockertest.Spec{Name: "running", Labels: ownedBy("rita"), Args: []string{"forever"}, Start: true})
 	now := latestFinish(t, eng, alice, fay, nora, keeper).Add(time.Minute)
 	out := filepath.Join(t.TempDir(), "n.csv")
+	stateDir := filepath.Join(t.TempDir(), "state") // no store yet: plan reads none
 	run := func(at time.Time, horizon string) []string {
 		code, _, errOut := cli(t, "plan", "--format", "json", "--now", at.UTC().Format(time.RFC3339),
 			"--var", "prefix="+eng.Prefix(), "--var", "ds01_config="+cleanupConfigDir(t), "--var", "events_file=",
-			"--var", "report="+out, "--var", "format=csv", "--var", "horizon="+horizon, shipped(t, "audit-next24h.hcl"))
+			"--var", "report="+out, "--var", "format=csv", "--var", "horizon="+horizon,
+			"--var", "gpu_backend=none", "--var", "state_dir="+stateDir, shipped(t, "audit-next24h.hcl"))
 		if code != ExitOK {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}

@@ -392,12 +392,23 @@ func actsAt(rec *pipeline.Record, now time.Time) (string, time.Time) {
 	if v.Action != pipeline.ActionKeep || !v.HasLimit || v.Clock == "" || rec.Exempt {
 		return "", time.Time{}
 	}
-	from := now.Add(-v.Age)
-	at := from.Add(v.Limit).Truncate(time.Second).Add(time.Second)
+	due := now.Add(-v.Age).Add(v.Limit)
 	switch v.Clock {
 	case pipeline.ClockCreated, pipeline.ClockFinished:
-		return string(pipeline.ActionRemove), at
-	case pipeline.ClockStarted:
+		// decide compares strictly (age > limit, as DS01): the first whole
+		// second after the limit.
+		return string(pipeline.ActionRemove), due.Truncate(time.Second).Add(time.Second)
+	case pipeline.ClockStarted, pipeline.ClockLastActivity:
+		// The lifecycle stops once the limit is reached (age >= limit): the
+		// first whole second at or after it. Max runtime counts from the
+		// start; the idle timeout from the last activity, so that instant
+		// holds only if the container stays idle. It is the earliest
+		// instant: the stop also waits until the owner has had the full
+		// notice, and happens at the first lifecycle run from then on.
+		at := due.Truncate(time.Second)
+		if at.Before(due) {
+			at = at.Add(time.Second)
+		}
 		return string(pipeline.ActionStop), at
 	}
 	return "", time.Time{}
@@ -419,6 +430,18 @@ func (e *explainer) whatWouldChange(rec *pipeline.Record, action string) {
 	default:
 		if c.State.Live() {
 			add("It is " + string(c.State) + ": a live container is never removed; once it stops, the post-stop hold applies.")
+		}
+	}
+	switch rec.Verdict.Clock {
+	case pipeline.ClockLastActivity:
+		add("Using its GPU (or the keep-alive file) resets the idle clock: the stop comes only after it has been idle for the whole timeout.")
+		if rec.Owner.Known() {
+			add(fmt.Sprintf("An entry for %s in lifecycle-exemptions.yaml with exempt_from: [idle_timeout_h] exempts it from the idle timeout.", owner))
+		}
+	case pipeline.ClockStarted:
+		add("The max runtime counts from its start: a restart starts it over.")
+		if rec.Owner.Known() {
+			add(fmt.Sprintf("An entry for %s in lifecycle-exemptions.yaml with exempt_from: [max_runtime_h] exempts it from the max runtime.", owner))
 		}
 	}
 	if action == "" && rec.Verdict.Reason == pipeline.ReasonIndefiniteHold {

@@ -228,3 +228,54 @@ func TestExplainHoldSources(t *testing.T) {
 		t.Errorf("table: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestExplainLifecycleRuntime: on the shipped lifecycle pipeline, a busy
+// GPU container within its max runtime, warned by the earlier runs, is to
+// be stopped at its start plus max_runtime_h; plan agrees a second before
+// and at that instant.
+func TestExplainLifecycleRuntime(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newLifecycle(t, eng)
+	long, started := f.start(t, "long", "sam", "GPU-lc-0", "busy")
+	f.setSim(t, map[int]simGPU{0: {util: pct(80)}})
+	// The lifecycle timer's runs give the owner's notices (75 %, 90 %); a
+	// stop waits for them.
+	f.must(t, "run", started.Add(18*time.Hour))
+	f.must(t, "run", started.Add(22*time.Hour))
+	at := started.Add(22*time.Hour + time.Minute)
+	args := []string{"explain", "--format", "json", "--now", at.UTC().Format(time.RFC3339Nano),
+		"--var", "prefix=" + eng.Prefix(), "--var", "ds01_config=" + f.config, "--var", "events_file=" + f.events,
+		"--var", "lock_file=" + filepath.Join(f.dir, "lifecycle.lock"), "--var", "gpu_backend=sim",
+		"--var", "sim_file=" + f.sim, "--var", "state_dir=" + f.stateDir, long.Name, f.pipeline}
+	code, out, errOut := cli(t, args...)
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var doc explainDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	plan := f.must(t, "plan", at).line(t, long)
+	if doc.Container.Verdict != plan.Verdict || doc.Container.Reason != plan.Reason {
+		t.Errorf("explain %s/%s, plan %s/%s", doc.Container.Verdict, doc.Container.Reason, plan.Verdict, plan.Reason)
+	}
+	if doc.Action == nil || *doc.Action != "stop" || doc.ActsAt == nil {
+		t.Fatalf("action %v at %v, want stop at start + 24 h\n%s", doc.Action, doc.ActsAt, out)
+	}
+	if !hasRule(doc, "lifecycle", "max_runtime_h", "") {
+		t.Errorf("no lifecycle rule naming max_runtime_h: %+v", doc.Rules)
+	}
+	when, err := time.Parse(time.RFC3339, *doc.ActsAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := when.Sub(started); d < 24*time.Hour || d >= 24*time.Hour+time.Second {
+		t.Errorf("acts_at %s is %s after the start, want 24 h", *doc.ActsAt, d)
+	}
+	if v := f.must(t, "plan", when.Add(-time.Second)).line(t, long).Verdict; v != "keep" {
+		t.Errorf("a second before acts_at plan says %s", v)
+	}
+	if v := f.must(t, "plan", when).line(t, long).Verdict; v != "stop" {
+		t.Errorf("at acts_at plan says %s", v)
+	}
+}
