@@ -220,7 +220,7 @@ func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
 			written, _, _ = sink.Counts()
 		}
 		m := runMetrics{
-			pipeline: env.Pipeline, host: env.Host, batch: batch, now: now,
+			pipeline: env.Pipeline, batch: batch, now: now,
 			duration: duration, hasDuration: hasDuration,
 			exitCode: end.ExitCode, outcome: end.Outcome,
 			eventsWritten: written,

@@ -610,9 +610,9 @@ func samples(mfs map[string]*dto.MetricFamily) map[string]float64 {
 	return out
 }
 
-// key is a sample's key in samples' form, with the run's host and pipeline.
+// key is a sample's key in samples' form, with the run's pipeline.
 func key(name string, labels ...string) string {
-	labels = append([]string{"host=gpu01", "pipeline=cleanup"}, labels...)
+	labels = append([]string{"pipeline=cleanup"}, labels...)
 	sort.Strings(labels)
 	return name + "{" + strings.Join(labels, ",") + "}"
 }

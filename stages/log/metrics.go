@@ -44,16 +44,19 @@ var gpuStatuses = []pipeline.GPUStatus{
 	pipeline.GPUOrphaned, pipeline.GPUUnrecorded, pipeline.GPUUnchecked,
 }
 
-// runMetrics is what one run reports.
+// runMetrics is what one run reports. There is no host: Prometheus labels
+// every sample of a scrape with the node's own instance (and job), and a
+// second label naming the node would only disagree with it or split
+// series when a node is renamed.
 type runMetrics struct {
-	pipeline, host string
-	batch          *pipeline.Batch
-	now            time.Time // wall clock at the end of the run
-	duration       time.Duration
-	hasDuration    bool
-	exitCode       int    // the run's exit code: only 0 is a success
-	outcome        string // the exit code's name (runOutcomes)
-	eventsWritten  int
+	pipeline      string
+	batch         *pipeline.Batch
+	now           time.Time // wall clock at the end of the run
+	duration      time.Duration
+	hasDuration   bool
+	exitCode      int    // the run's exit code: only 0 is a success
+	outcome       string // the exit code's name (runOutcomes)
+	eventsWritten int
 }
 
 // previous holds the values a textfile carries from one run to the next:
@@ -70,14 +73,14 @@ type previous struct {
 // file in the same directory, then a rename), so node_exporter never reads
 // half a file.
 func writeMetrics(log logrus.FieldLogger, path string, m runMetrics) error {
-	prev, err := readPrevious(path, m.pipeline, m.host)
+	prev, err := readPrevious(path, m.pipeline)
 	if err != nil {
 		// A damaged file is replaced; only the carried values are lost.
 		log.WithError(err).WithField(attrMetricsFile, path).Warn("previous metrics unreadable; last success time and event count start over")
 		prev = previous{}
 	}
 	reg := prometheus.NewRegistry()
-	labels := prometheus.Labels{"pipeline": m.pipeline, "host": m.host}
+	labels := prometheus.Labels{"pipeline": m.pipeline}
 
 	containers := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: metricContainers, Help: "Containers seen by the last run, by verdict, reason and outcome.", ConstLabels: labels,
@@ -162,8 +165,10 @@ func writeMetrics(log logrus.FieldLogger, path string, m runMetrics) error {
 const maxPreviousMetrics = 16 << 20
 
 // readPrevious reads the values to carry over from the file the last run
-// wrote, for the same pipeline and host. A missing file carries nothing.
-func readPrevious(path, pipelineName, host string) (previous, error) {
+// wrote, for the same pipeline. A missing file carries nothing. Samples
+// are matched on the pipeline alone, so a file written when the metrics
+// still had a host label carries over too.
+func readPrevious(path, pipelineName string) (previous, error) {
 	var prev previous
 	// The one hardened reader: a FIFO or device planted at the path (the
 	// textfile folder is often not root's) is an error at once, never a
@@ -180,33 +185,30 @@ func readPrevious(path, pipelineName, host string) (previous, error) {
 	if err != nil {
 		return prev, err
 	}
-	if v, ok := sampleValue(families[metricLastSuccess], pipelineName, host); ok {
+	if v, ok := sampleValue(families[metricLastSuccess], pipelineName); ok {
 		prev.lastSuccess, prev.hasLastSuccess = v, true
 	}
-	if v, ok := sampleValue(families[metricEventsWritten], pipelineName, host); ok && v > 0 {
+	if v, ok := sampleValue(families[metricEventsWritten], pipelineName); ok && v > 0 {
 		prev.eventsWritten = v
 	}
-	prev.runs = labelledValues(families[metricRuns], pipelineName, host, "outcome")
+	prev.runs = labelledValues(families[metricRuns], pipelineName, "outcome")
 	return prev, nil
 }
 
 // sampleValue finds the sample of a gauge or counter family for one
-// pipeline and host.
-func sampleValue(mf *dto.MetricFamily, pipelineName, host string) (float64, bool) {
+// pipeline.
+func sampleValue(mf *dto.MetricFamily, pipelineName string) (float64, bool) {
 	if mf == nil {
 		return 0, false
 	}
 	for _, m := range mf.GetMetric() {
-		var p, h string
+		var p string
 		for _, l := range m.GetLabel() {
-			switch l.GetName() {
-			case "pipeline":
+			if l.GetName() == "pipeline" {
 				p = l.GetValue()
-			case "host":
-				h = l.GetValue()
 			}
 		}
-		if p != pipelineName || h != host {
+		if p != pipelineName {
 			continue
 		}
 		switch {
@@ -221,26 +223,24 @@ func sampleValue(mf *dto.MetricFamily, pipelineName, host string) (float64, bool
 	return 0, false
 }
 
-// labelledValues reads a counter family for one pipeline and host, by the
+// labelledValues reads a counter family for one pipeline, by the
 // value of one label. Negative values are dropped: a counter never is.
-func labelledValues(mf *dto.MetricFamily, pipelineName, host, label string) map[string]float64 {
+func labelledValues(mf *dto.MetricFamily, pipelineName, label string) map[string]float64 {
 	out := map[string]float64{}
 	if mf == nil {
 		return out
 	}
 	for _, m := range mf.GetMetric() {
-		var p, h, v string
+		var p, v string
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {
 			case "pipeline":
 				p = l.GetValue()
-			case "host":
-				h = l.GetValue()
 			case label:
 				v = l.GetValue()
 			}
 		}
-		if p != pipelineName || h != host || v == "" || m.GetCounter() == nil || m.GetCounter().GetValue() <= 0 {
+		if p != pipelineName || v == "" || m.GetCounter() == nil || m.GetCounter().GetValue() <= 0 {
 			continue
 		}
 		out[v] = m.GetCounter().GetValue()

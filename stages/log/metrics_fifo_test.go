@@ -18,7 +18,7 @@ func TestReadPreviousRefusesNonRegular(t *testing.T) {
 	}
 	for _, path := range []string{fifo, "/dev/zero"} {
 		done := make(chan error, 1)
-		go func() { _, err := readPrevious(path, "p", "h"); done <- err }()
+		go func() { _, err := readPrevious(path, "p"); done <- err }()
 		select {
 		case err := <-done:
 			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
