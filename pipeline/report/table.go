@@ -61,7 +61,7 @@ func (d *Document) WriteTable(w io.Writer) error {
 			for _, id := range g.ClaimedBy {
 				holders = append(holders, names.of(id))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, 40), cell(idx, 6), cell(g.Status, 10),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, 40), cell(idx, 6), cell(g.Status, 12),
 				cell(strings.Join(holders, ","), 28), cell(processCell(g.Processes, names), 26))
 		}
 		if err := tw.Flush(); err != nil {

@@ -4,11 +4,13 @@
 // device, clears the GPUs of containers about to be removed for release once
 // NVML confirms nothing of theirs still runs there, reports orphaned and
 // unrecorded GPU use, and, only when a pipeline opts in, kills orphaned
-// processes on the GPUs this run released.
+// processes on the GPUs this run released, once their containers are gone.
 //
-// The stage never releases anything itself: it lists the UUIDs on
-// Record.ReleaseGPUs, and pipeline.SettleReleases (called by the remove
-// stage) turns them into gpu.release events once the container is gone.
+// The stage never releases or signals anything itself: it lists the UUIDs
+// on Record.ReleaseGPUs and leaves a plan on Batch.Release, and
+// pipeline.SettleReleases (called by the remove stage after its removals)
+// releases the GPUs of containers confirmed gone and only then signals the
+// orphans on them.
 package release
 
 import (
@@ -65,7 +67,7 @@ const (
 // Stage is the release stage.
 type Stage struct {
 	Mode        string `hcl:"mode,optional" doc:"\"release\": clear the GPUs of containers about to be removed for release once NVML shows nothing of theirs still running on them. \"audit\": report only; nothing is released or killed."`
-	KillOrphans bool   `hcl:"kill_orphans,optional" doc:"Kill orphaned GPU processes (host PIDs in no container) on the GPUs this run released: SIGTERM, then SIGKILL after kill_grace. Never anywhere else, never in plan mode, never in audit mode. Elsewhere orphans are only reported."`
+	KillOrphans bool   `hcl:"kill_orphans,optional" doc:"Kill orphaned GPU processes (in no live container of any runtime, or left behind by a container the engine confirms gone) once every GPU they run on was released this run: after the removal that released it is confirmed, and only where every released claim is engine-enforced (a DeviceRequest, or NVIDIA_VISIBLE_DEVICES under the nvidia runtime; never a label). SIGTERM, then SIGKILL after kill_grace. Needs a later remove stage. Never in plan mode, never in audit mode. Elsewhere orphans are only reported."`
 	KillGrace   string `hcl:"kill_grace,optional" doc:"How long an orphan may take to exit after SIGTERM before it gets SIGKILL (a Go duration, 0s to 5m)."`
 	ProcRoot    string `hcl:"proc_root,optional" doc:"Where /proc is mounted (an absolute path). PIDs from NVML are mapped to containers through <proc_root>/<pid>/cgroup. Change it only for tests or a containerised ds01-pipe with the host's /proc mounted elsewhere."`
 
@@ -85,14 +87,15 @@ func New() *Stage {
 func init() {
 	pipeline.Register(pipeline.Spec{
 		Kind: Kind,
-		Summary: "Reconciles every GPU and MIG slice: Docker's allocation records (DeviceRequests, ds01.gpu.uuid(s) labels, " +
+		Summary: "Reconciles every GPU and MIG slice: Docker's allocation records (DeviceRequests, ds01.gpu.uuid(s) and slot labels, " +
 			"NVIDIA_VISIBLE_DEVICES), the compute processes NVML lists (mapped to containers through /proc/<pid>/cgroup) and " +
 			"this run's verdicts. A GPU held by a container about to be removed is cleared for release only when NVML shows " +
 			"nothing of that container still running on it; otherwise the container is kept (reason gpu_busy). Processes in " +
 			"no container are reported orphaned (gpu.orphan), GPU use with no allocation record is attributed to its " +
 			"container and reported unrecorded (gpu.unrecorded). With kill_orphans, orphans on the GPUs this run released " +
-			"are killed (SIGTERM, then SIGKILL) through a pidfd after re-checking /proc. Without NVML it releases by Docker " +
-			"records alone and marks every GPU unchecked, never free.",
+			"are killed (SIGTERM, then SIGKILL) through a pidfd after re-checking /proc, by the engine once the removal " +
+			"that released them is confirmed. A process that cannot be explained is unaccounted: its GPU is never free " +
+			"or released. Without NVML it releases by Docker records alone and marks every GPU unchecked, never free.",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
 		Contract: pipeline.Contract{
