@@ -63,6 +63,22 @@ func (p ProcFS) ContainerID(pid int) (string, error) {
 	return id, nil
 }
 
+// Cgroups returns the cgroup paths of pid, one per hierarchy line.
+func (p ProcFS) Cgroups(pid int) ([]string, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("nvml: invalid pid %d", pid)
+	}
+	text, err := p.read(pid, "cgroup")
+	if err != nil {
+		return nil, err
+	}
+	paths, err := cgroupPaths(text)
+	if err != nil {
+		return nil, fmt.Errorf("/proc/%d/cgroup: %w", pid, err)
+	}
+	return paths, nil
+}
+
 // Identity is what /proc says about one process: every sign that it runs
 // in a container of some runtime, and its start time. The release stage
 // calls a process an orphan only when none of the signs is there, and the
@@ -135,11 +151,9 @@ func (p ProcFS) Identify(pid int) (Identity, error) {
 	if err != nil {
 		return id, err
 	}
-	paths, err := cgroupPaths(text)
-	if err != nil {
+	if id.Cgroups, err = cgroupPaths(text); err != nil {
 		return id, fmt.Errorf("/proc/%d/cgroup: %w", pid, err)
 	}
-	id.Cgroups = paths
 	id.ContainerID, _ = ParseCgroup(text)
 	id.Runtime = ForeignRuntime(text)
 

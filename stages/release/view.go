@@ -184,12 +184,12 @@ func (m *membership) underLive(paths []string) *pipeline.Record {
 	if m.liveCgroups == nil {
 		m.liveCgroups = map[*pipeline.Record][]string{}
 		for pid, rec := range m.live {
-			id, err := m.procfs.Identify(pid)
-			if len(id.Cgroups) == 0 {
+			paths, err := m.procfs.Cgroups(pid)
+			if err != nil {
 				m.log.WithField("container", rec.Container.Name).WithError(err).Debug("cannot read the cgroup of a live container")
 				continue
 			}
-			m.liveCgroups[rec] = id.Cgroups
+			m.liveCgroups[rec] = paths
 		}
 	}
 	for rec, own := range m.liveCgroups {
