@@ -321,3 +321,38 @@ func quiet() logrus.FieldLogger {
 	l, _ := logtest.NewNullLogger()
 	return l
 }
+
+// An exempt container's GPUs are never released and nothing on them is
+// signalled, whatever its outcome says; a container already gone counts
+// as confirmed.
+func TestExemptNeverReleasedGoneIsConfirmed(t *testing.T) {
+	p, orphan, snap := orphanOnA(t, "exec sleep 300")
+	rec := exited(1, "alice", gpuA)
+	s := killStage(t, p.root, "1s")
+	env, _ := testEnv(pipeline.ModeRun, snap)
+	batch := &pipeline.Batch{Records: []*pipeline.Record{rec}, GPU: snap}
+	must(t, s.Process(context.Background(), env, batch))
+	rec.Exempt, rec.ExemptReason = true, "ds01.protected=true" // as the engine marks it
+	rec.Outcome.Status = pipeline.OutcomeRemoved
+	pipeline.SettleReleases(context.Background(), env, batch)
+	if !orphan.running() {
+		t.Fatal("a process on an exempt container's GPU was signalled")
+	}
+	for _, ev := range batch.TakeEvents() {
+		if ev.Type == "gpu.release" || ev.Type == "gpu.health_check" {
+			t.Errorf("event %s for an exempt container", eventText(ev))
+		}
+	}
+	if g := reportRow(t, batch, gpuA); g.Status == pipeline.GPUReleased {
+		t.Errorf("row %+v: an exempt container's GPU released", g)
+	}
+
+	res := runThen(t, s, pipeline.ModeRun, snap, func(*pipeline.Record) pipeline.OutcomeStatus { return pipeline.OutcomeGone },
+		exited(1, "alice", gpuA))
+	if sig := orphan.wait(t); sig != syscall.SIGTERM {
+		t.Errorf("died of %v, want SIGTERM once the container is confirmed gone", sig)
+	}
+	if g := reportRow(t, res.batch, gpuA); g.Status != pipeline.GPUReleased {
+		t.Errorf("row %+v, want released", g)
+	}
+}
