@@ -80,7 +80,7 @@ func openSim(path string, trust safefile.Trust) (Backend, error) {
 		if errors.As(err, &ie) {
 			return nil, err // says everything, with the path
 		}
-		return nil, &SimFileError{Path: path, Msg: err.Error(), Err: err}
+		return nil, &SimFileError{Path: path, Msg: safefile.Brief(err), Err: err}
 	}
 	snap, err := ParseSim(path, data)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -37,13 +38,8 @@ func Load(f Files) (*Model, error) {
 // one hardened reader (regular files only, without blocking, at most
 // MaxFileSize bytes).
 func LoadTrusted(f Files, trust safefile.Trust) (*Model, error) {
-	if f.GroupsDir != "" {
-		// Checked even when no group reads a members file from it: a
-		// groups folder users can write is a mistake to report now, not
-		// when a group is added.
-		if _, err := safefile.Check(f.GroupsDir, trust); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
+	if err := checkGroupsDir(f.GroupsDir, trust); err != nil {
+		return nil, err
 	}
 	m := Default()
 	if f.LimitsFile != "" {
@@ -77,6 +73,34 @@ func LoadTrusted(f Files, trust safefile.Trust) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// checkGroupsDir checks the groups folder and every members file in it,
+// also those no group reads now: a folder or file users can write is a
+// mistake to report now, not when a group is added.
+func checkGroupsDir(dir string, trust safefile.Trust) error {
+	if dir == "" || !trust.Enforce {
+		return nil
+	}
+	if _, err := safefile.Check(dir, trust); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // not a folder: the members files say what that means
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".members") {
+			continue
+		}
+		if _, err := safefile.Check(filepath.Join(dir, e.Name()), trust); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadLimits reads resource-limits.yaml, and the members files of its groups
@@ -217,12 +241,12 @@ func (f *yamlFile) addMemberFile(g *group, at *yaml.Node, dir string, trust safe
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return (&yamlFile{path: path}).readError(err)
-	}
 	var ie *safefile.InsecureError
 	if errors.As(err, &ie) {
 		return err
+	}
+	if err != nil {
+		return (&yamlFile{path: path}).readError(err)
 	}
 	for line := range strings.Lines(string(data)) {
 		line, _, _ = strings.Cut(line, "#")

@@ -132,12 +132,8 @@ func parseDocuments(data []byte) (docs []*yaml.Node, err error) {
 
 // readError reports a file that exists but cannot be read.
 func (f *yamlFile) readError(err error) *FileError {
-	cause := err
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		cause = pe.Err // the path is already in FileError.Path
-	}
-	return &FileError{Path: f.path, Msg: "cannot read: " + cause.Error(), Err: err}
+	// The path is already in FileError.Path.
+	return &FileError{Path: f.path, Msg: "cannot read: " + safefile.Brief(err), Err: err}
 }
 
 // yamlLine matches the position prefix of the YAML library's syntax errors.
@@ -224,7 +220,7 @@ func (f *yamlFile) spend(n int, at *yaml.Node, what string) error {
 	f.work += n
 	budget := max(f.budget, minExpandBudget)
 	if f.work > budget {
-		return f.errorf(at, "%s: aliases or merge keys expanding too far (more than %d keys and list items read, about twice what the file writes out); write the values out, or name large mappings fewer times", what, budget)
+		return f.errorf(at, "%s: merge keys nested too deeply or expanding too far (aliases and merge keys expand to more than %d keys and list items, about twice what the file writes out); write the values out, or name large mappings fewer times", what, budget)
 	}
 	return nil
 }

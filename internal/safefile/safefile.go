@@ -31,8 +31,11 @@ type NotRegularError struct {
 	Type fs.FileMode // fs.ModeNamedPipe, fs.ModeDir, ...
 }
 
-func (e *NotRegularError) Error() string {
-	return fmt.Sprintf("%s is %s, not a regular file: refused (reading it could block or never end)", e.Path, typeName(e.Type))
+func (e *NotRegularError) Error() string { return e.Path + " " + e.Brief() }
+
+// Brief is the error without the path, for callers that name it already.
+func (e *NotRegularError) Brief() string {
+	return fmt.Sprintf("is %s, not a regular file: refused (reading it could block or never end)", typeName(e.Type))
 }
 
 // TooLargeError says a file is larger than its reader accepts.
@@ -41,14 +44,34 @@ type TooLargeError struct {
 	Limit int64
 }
 
-func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("%s is larger than %d bytes: refused (a wrong path, not the file it should be)", e.Path, e.Limit)
+func (e *TooLargeError) Error() string { return e.Path + " " + e.Brief() }
+
+// Brief is the error without the path, for callers that name it already.
+func (e *TooLargeError) Brief() string {
+	return fmt.Sprintf("is larger than %d bytes: refused (a wrong path, not the file it should be)", e.Limit)
+}
+
+// Brief returns err without the path it names, when it is one of this
+// package's errors about a file's type or size, else err's text.
+func Brief(err error) string {
+	var nr *NotRegularError
+	var tl *TooLargeError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &nr):
+		return nr.Brief()
+	case errors.As(err, &tl):
+		return tl.Brief()
+	case errors.As(err, &pe):
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 func typeName(m fs.FileMode) string {
 	switch {
 	case m&fs.ModeDir != 0:
-		return "a folder"
+		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
 		return "a FIFO"
 	case m&fs.ModeCharDevice != 0:

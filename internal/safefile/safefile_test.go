@@ -234,7 +234,7 @@ func TestReadRefusesNonRegular(t *testing.T) {
 		{"FIFO", fifo, "is a FIFO, not a regular file"},
 		{"device", "/dev/zero", "is a character device, not a regular file"},
 		{"link to a device", link, "is a character device, not a regular file"},
-		{"folder", dir, "is a folder, not a regular file"},
+		{"directory", dir, "is a directory, not a regular file"},
 	}
 	for _, c := range cases {
 		for _, enforce := range []bool{false, true} {
