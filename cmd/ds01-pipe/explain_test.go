@@ -9,6 +9,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,6 +106,9 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 				// Predictions are checked below at the first instant.
 			}
 		}
+	}
+	if _, err := os.Stat(f.events); err == nil {
+		t.Errorf("explain or plan wrote %s", f.events)
 	}
 	for _, tt := range tests {
 		doc := f.explain(t, tt.c.ID[:12], now)
@@ -243,6 +247,10 @@ func TestExplainLifecycleRuntime(t *testing.T) {
 	f.must(t, "run", started.Add(18*time.Hour))
 	f.must(t, "run", started.Add(22*time.Hour))
 	at := started.Add(22*time.Hour + time.Minute)
+	stateBefore := f.stateDump(t)
+	eventsBefore, _ := os.ReadFile(f.events)
+	lock := filepath.Join(f.dir, "lifecycle.lock")
+	lockBefore, _ := os.ReadFile(lock) // the runs' holder line
 	args := []string{"explain", "--format", "json", "--now", at.UTC().Format(time.RFC3339Nano),
 		"--var", "prefix=" + eng.Prefix(), "--var", "ds01_config=" + f.config, "--var", "events_file=" + f.events,
 		"--var", "lock_file=" + filepath.Join(f.dir, "lifecycle.lock"), "--var", "gpu_backend=sim",
@@ -254,6 +262,16 @@ func TestExplainLifecycleRuntime(t *testing.T) {
 	var doc explainDoc
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
+	}
+	// Read-only: the state store and the events file are as they were.
+	if after := f.stateDump(t); after != stateBefore {
+		t.Errorf("explain changed the lifecycle state store:\n%s\n%s", stateBefore, after)
+	}
+	if after, _ := os.ReadFile(f.events); string(after) != string(eventsBefore) {
+		t.Errorf("explain wrote events: %s", after[len(eventsBefore):])
+	}
+	if after, _ := os.ReadFile(lock); string(after) != string(lockBefore) {
+		t.Errorf("explain took the lock: %q, was %q", after, lockBefore)
 	}
 	plan := f.must(t, "plan", at).line(t, long)
 	if doc.Container.Verdict != plan.Verdict || doc.Container.Reason != plan.Reason {
