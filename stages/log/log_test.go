@@ -639,6 +639,7 @@ func TestMetrics(t *testing.T) {
 		key("ds01_pipe_gpus", "status=orphaned"):                                                         1,
 		key("ds01_pipe_gpus", "status=unrecorded"):                                                       0,
 		key("ds01_pipe_gpus", "status=unchecked"):                                                        0,
+		key("ds01_pipe_gpus", "status=unaccounted"):                                                      0,
 		key("ds01_pipe_run_duration_seconds"):                                                            2.5,
 		key("ds01_pipe_last_run_timestamp_seconds"):                                                      end,
 		key("ds01_pipe_events_written_total"):                                                            4,

@@ -42,6 +42,7 @@ var runOutcomes = []string{"done", "partial", "failed", "locked", "config_error"
 var gpuStatuses = []pipeline.GPUStatus{
 	pipeline.GPUFree, pipeline.GPUInUse, pipeline.GPUReleased,
 	pipeline.GPUOrphaned, pipeline.GPUUnrecorded, pipeline.GPUUnchecked,
+	pipeline.GPUUnaccounted,
 }
 
 // runMetrics is what one run reports. There is no host: Prometheus labels
