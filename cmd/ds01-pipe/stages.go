@@ -120,35 +120,7 @@ func writeStageText(io IOStreams, s pipeline.Spec) {
 	}
 }
 
-// contractLines renders a contract for the text listing.
+// contractLines renders a contract for the text listing, a term a line.
 func contractLines(c pipeline.Contract) []string {
-	var out []string
-	list := func(what string, fs []pipeline.Field) {
-		if len(fs) == 0 {
-			return
-		}
-		names := make([]string, len(fs))
-		for i, f := range fs {
-			names[i] = string(f)
-		}
-		out = append(out, fmt.Sprintf("%-8s %s", what, strings.Join(names, ", ")))
-	}
-	list("needs", c.Needs)
-	list("reads", c.Reads)
-	list("writes", c.Writes)
-	list("amends", c.Amends)
-	var props []string
-	if c.Acts {
-		props = append(props, "acts on containers")
-	}
-	if c.Terminal {
-		props = append(props, "ends the pipeline")
-	}
-	if c.Finalizer {
-		props = append(props, "runs after a failure")
-	}
-	if len(props) > 0 {
-		out = append(out, strings.Join(props, "; "))
-	}
-	return out
+	return c.Terms(func(f pipeline.Field) string { return string(f) })
 }

@@ -24,7 +24,7 @@ func TestStagesOneKind(t *testing.T) {
 	if code != ExitOK || !strings.HasPrefix(out, "remove\n======\n") || strings.Contains(out, "\ndiscover\n") {
 		t.Fatalf("stages remove: exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"Contract:", "needs    facts", "writes   removal, outcome, events", "acts on containers", "Example:"} {
+	for _, want := range []string{"Contract:", "needs facts", "writes removal, outcome, events", "acts on containers", "Example:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stages remove lacks %q:\n%s", want, out)
 		}

@@ -82,31 +82,7 @@ func writeStage(b *bytes.Buffer, s pipeline.Spec) {
 // contract renders a kind's contract as one paragraph, or "" when the kind
 // declares none.
 func contract(c pipeline.Contract) string {
-	var parts []string
-	list := func(what string, fs []pipeline.Field) {
-		if len(fs) == 0 {
-			return
-		}
-		names := make([]string, len(fs))
-		for i, f := range fs {
-			names[i] = "`" + string(f) + "`"
-		}
-		parts = append(parts, what+" "+strings.Join(names, ", "))
-	}
-	list("needs", c.Needs)
-	list("reads", c.Reads)
-	list("writes", c.Writes)
-	list("amends", c.Amends)
-	list("needs a later stage to write", c.NeedsLater)
-	if c.Acts {
-		parts = append(parts, "acts on containers")
-	}
-	if c.Finalizer {
-		parts = append(parts, "runs even after a failure or the deadline (finalizer)")
-	}
-	if c.Terminal {
-		parts = append(parts, "ends the pipeline (terminal)")
-	}
+	parts := c.Terms(func(f pipeline.Field) string { return "`" + string(f) + "`" })
 	if len(parts) == 0 {
 		return ""
 	}
