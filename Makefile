@@ -11,7 +11,14 @@ BIN         := bin/ds01-pipe
 # the NVIDIA driver (NOTES.md, GPU view and release).
 LDFLAGS := -X main.version=$(VERSION) -extldflags=-Wl,-z,lazy
 
-.PHONY: setup all build test vet lint fmt-check staticcheck clean
+# go-nvml's nvml.h marks functions deprecated that its bindings still wrap,
+# and gcc warns about each one on every cold build: dozens of lines that
+# read as errors to a new user and hide real ones. Go's own defaults (-O2
+# -g) are kept; a CGO_CFLAGS from the environment wins.
+CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+export CGO_CFLAGS
+
+.PHONY: setup all build test test-clean vet lint fmt-check staticcheck clean
 
 all: build
 
@@ -19,8 +26,21 @@ build:
 	$(GO) build -o $(BIN) -ldflags "$(LDFLAGS)" ./cmd/ds01-pipe
 
 # Integration tests need a running Docker engine as root (.ci/run starts one).
+# go test prints one line per package as each finishes (nothing here may
+# hide or buffer them). Afterwards the probe images the tests imported into
+# the engine and the harness's import lock are removed, pass or fail.
+PROBE_IMAGE  := ds01-pipe-probe
+PROBE_LOCK   := $(or $(TMPDIR),/tmp)/ds01-pipe-probe-import.lock
+
 test:
-	$(GO) test -race -count=1 -timeout 25m ./...
+	@rc=0; $(GO) test -race -count=1 -timeout 25m ./... || rc=$$?; \
+	$(MAKE) --no-print-directory test-clean; exit $$rc
+
+# Only the probe images: the tests' containers remove themselves.
+test-clean:
+	@ids=$$(docker images -q $(PROBE_IMAGE) 2>/dev/null | sort -u); \
+	if [ -n "$$ids" ]; then docker rmi -f $$ids >/dev/null && echo "removed the test probe images ($(PROBE_IMAGE))"; fi; \
+	rm -f $(PROBE_LOCK)
 
 vet:
 	$(GO) vet ./...
@@ -91,9 +111,14 @@ ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 BUILDDIR    ?= bin/build
 DISTDIR     ?= dist
-# The path ExecStart= names in deploy/systemd/ds01-pipe@.service; install
-# and deb rewrite it to where they put the binary.
+# The path ExecStart= names in deploy/systemd/ds01-pipe@.service (and the
+# Slurm health check its default binary); install and deb rewrite it to
+# where they put the binary.
 UNIT_BIN    := /usr/local/bin/ds01-pipe
+# The Slurm health check, for slurm.conf's HealthCheckProgram: one path on
+# every node whatever the PREFIX, because slurm.conf is the same on all
+# nodes (docs/fleet.md).
+SLURMLIBDIR ?= /usr/lib/ds01-pipe
 UNITS       := ds01-pipe@.service ds01-pipe@.timer
 PIPELINES   := $(wildcard pipelines/*.hcl)
 # Man page dates: the last commit's time, so the pages are reproducible.
@@ -128,6 +153,8 @@ units:
 	for u in $(UNITS); do \
 		sed 's|$(UNIT_BIN)|$(BINDIR)/ds01-pipe|g' "deploy/systemd/$$u" >"$(BUILDDIR)/systemd/$$u" || exit 1; \
 	done
+	mkdir -p $(BUILDDIR)/slurm
+	sed 's|$(UNIT_BIN)|$(BINDIR)/ds01-pipe|g' deploy/slurm/slurm-healthcheck >$(BUILDDIR)/slurm/slurm-healthcheck
 
 # setup: what the README's first line needs on a fresh machine: a Docker
 # engine that answers, then the installed tool.
@@ -146,6 +173,8 @@ install: build man completion units
 	install -m 0644 $(BUILDDIR)/completion/_ds01-pipe $(DESTDIR)$(ZSHCOMPDIR)/_ds01-pipe
 	install -m 0644 $(BUILDDIR)/completion/ds01-pipe.fish $(DESTDIR)$(FISHCOMPDIR)/ds01-pipe.fish
 	install -m 0644 deploy/ds01/resource-limits.yaml $(DESTDIR)$(DATADIR)/ds01/resource-limits.yaml
+	install -d $(DESTDIR)$(SLURMLIBDIR)
+	install -m 0755 $(BUILDDIR)/slurm/slurm-healthcheck $(DESTDIR)$(SLURMLIBDIR)/slurm-healthcheck
 	@for f in $(PIPELINES); do \
 		dst="$(DESTDIR)$(SYSCONFDIR)/ds01-pipe/pipelines/$$(basename "$$f")"; \
 		if [ ! -e "$$dst" ]; then \
@@ -174,6 +203,8 @@ uninstall:
 	rm -f $(DESTDIR)$(MANDIR)/man1/ds01-pipe.1 $(DESTDIR)$(MANDIR)/man1/ds01-pipe-*.1
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/ds01-pipe $(DESTDIR)$(ZSHCOMPDIR)/_ds01-pipe $(DESTDIR)$(FISHCOMPDIR)/ds01-pipe.fish
 	rm -rf $(DESTDIR)$(DATADIR)
+	rm -f $(DESTDIR)$(SLURMLIBDIR)/slurm-healthcheck
+	rmdir $(DESTDIR)$(SLURMLIBDIR) 2>/dev/null || true
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/ds01-pipe (pipelines) and $(DESTDIR)/var/log/ds01"
 

@@ -25,10 +25,12 @@
 package dockertest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -223,12 +225,56 @@ func (e *Engine) Create(t testing.TB, spec Spec) Container {
 	return c
 }
 
-// Start starts a container and fails the test if that fails.
+// Start starts a container and fails the test if that fails. A probe that
+// runs until stopped ("forever", "busy") is waited for until it handles
+// SIGTERM, so that a `docker stop` right after Start ends it at once (PID
+// 1 ignores a signal it has no handler for).
 func (e *Engine) Start(t testing.TB, id string) {
 	t.Helper()
 	if err := e.TryStart(t, id); err != nil {
 		t.Fatalf("dockertest: start container %s on %s: %v", id, e.host, err)
 	}
+	if cfg := e.Inspect(t, id).Config; cfg != nil && len(cfg.Cmd) > 0 && (cfg.Cmd[0] == "forever" || cfg.Cmd[0] == "busy") {
+		e.waitReady(t, id)
+	}
+}
+
+// ReadyLine is the line a probe that runs until stopped prints on stdout
+// once it handles SIGTERM.
+const ReadyLine = "ready"
+
+// readyPoll is how often waitReady reads the container's output.
+const readyPoll = 20 * time.Millisecond
+
+// waitReady waits up to waitTimeout for the probe in container id to print
+// ReadyLine.
+func (e *Engine) waitReady(t testing.TB, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	for {
+		if e.printed(ctx, id, ReadyLine) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("dockertest: the probe in container %s did not print %q within %v", id, ReadyLine, waitTimeout)
+		case <-time.After(readyPoll):
+		}
+	}
+}
+
+// printed reports whether the container's stdout has the line.
+func (e *Engine) printed(ctx context.Context, id, line string) bool {
+	rc, err := e.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true})
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	out, err := io.ReadAll(io.LimitReader(rc, 1<<16))
+	// The stream is multiplexed (8-byte frame headers): the line is found
+	// in it as it is.
+	return err == nil && bytes.Contains(out, []byte(line+"\n"))
 }
 
 // TryStart starts a container and returns the engine's error, for tests in

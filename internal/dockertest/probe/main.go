@@ -11,6 +11,11 @@
 //	forever     block until SIGTERM or SIGINT, then exit 0
 //	busy        keep one CPU busy until SIGTERM or SIGINT, then exit 0
 //
+// forever and busy print "ready" on stdout once their signal handler is in
+// place (Engine.Start waits for it): as PID 1 in a container a signal with
+// no handler is ignored, so a `docker stop` before that would wait for its
+// timeout and end in SIGKILL.
+//
 // Anything else prints a usage line on stderr and exits 2.
 package main
 
@@ -24,6 +29,10 @@ import (
 )
 
 const usage = "usage: probe [exit N | sleep DURATION | forever | busy]"
+
+// readyLine is what forever and busy print once SIGTERM is handled
+// (dockertest.ReadyLine).
+const readyLine = "ready"
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -54,6 +63,7 @@ func run(args []string) int {
 		// the handler is what makes `docker stop` end the probe at once.
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		fmt.Println(readyLine)
 		<-sig
 		return 0
 	case args[0] == "busy" && len(args) == 1:
@@ -61,6 +71,7 @@ func run(args []string) int {
 		// show it near 100 % of one CPU.
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		fmt.Println(readyLine)
 		for n := uint64(0); ; n++ {
 			if n%(1<<20) == 0 {
 				select {
