@@ -427,6 +427,13 @@ func TestMakeInstall(t *testing.T) {
 	wantFile(t, filepath.Join(dest, "usr/local/share/fish/vendor_completions.d/ds01-pipe.fish"), 0o644)
 	limits := filepath.Join(dest, "usr/local/share/ds01-pipe/ds01/resource-limits.yaml")
 	wantFile(t, limits, 0o644)
+	// The Slurm health check: the same path on every node (slurm.conf is
+	// shared), its default binary the installed one.
+	healthCheck := filepath.Join(dest, "usr/lib/ds01-pipe/slurm-healthcheck")
+	wantFile(t, healthCheck, 0o755)
+	if b, err := os.ReadFile(healthCheck); err != nil || !bytes.Contains(b, []byte("${DS01_PIPE:-/usr/local/bin/ds01-pipe}")) {
+		t.Errorf("%s does not default to the installed binary (%v)", healthCheck, err)
+	}
 	if fi, err := os.Stat(filepath.Join(dest, "var/log/ds01")); err != nil || !fi.IsDir() {
 		t.Errorf("var/log/ds01 was not created: %v", err)
 	}
@@ -487,6 +494,7 @@ func TestMakeInstall(t *testing.T) {
 		"usr/local/share/zsh/site-functions/_ds01-pipe",
 		"usr/local/share/fish/vendor_completions.d/ds01-pipe.fish",
 		"usr/local/share/ds01-pipe",
+		"usr/lib/ds01-pipe",
 	} {
 		wantGone(t, filepath.Join(dest, p))
 	}
@@ -552,6 +560,7 @@ func TestMakeDeb(t *testing.T) {
 		"/usr/share/zsh/vendor-completions/_ds01-pipe",
 		"/usr/share/fish/vendor_completions.d/ds01-pipe.fish",
 		"/usr/share/ds01-pipe/ds01/resource-limits.yaml",
+		"/usr/lib/ds01-pipe/slurm-healthcheck",
 	} {
 		if !slices.Contains(paths, p) {
 			t.Errorf("the package lacks %s; it has:\n%s", p, listing)
