@@ -11,7 +11,14 @@ BIN         := bin/ds01-pipe
 # the NVIDIA driver (NOTES.md, GPU view and release).
 LDFLAGS := -X main.version=$(VERSION) -extldflags=-Wl,-z,lazy
 
-.PHONY: setup all build test vet lint fmt-check staticcheck clean
+# go-nvml's nvml.h marks functions deprecated that its bindings still wrap,
+# and gcc warns about each one on every cold build: dozens of lines that
+# read as errors to a new user and hide real ones. Go's own defaults (-O2
+# -g) are kept; a CGO_CFLAGS from the environment wins.
+CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+export CGO_CFLAGS
+
+.PHONY: setup all build test test-clean vet lint fmt-check staticcheck clean
 
 all: build
 
@@ -19,8 +26,21 @@ build:
 	$(GO) build -o $(BIN) -ldflags "$(LDFLAGS)" ./cmd/ds01-pipe
 
 # Integration tests need a running Docker engine as root (.ci/run starts one).
+# go test prints one line per package as each finishes (nothing here may
+# hide or buffer them). Afterwards the probe images the tests imported into
+# the engine and the harness's import lock are removed, pass or fail.
+PROBE_IMAGE  := ds01-pipe-probe
+PROBE_LOCK   := $(or $(TMPDIR),/tmp)/ds01-pipe-probe-import.lock
+
 test:
-	$(GO) test -race -count=1 -timeout 25m ./...
+	@rc=0; $(GO) test -race -count=1 -timeout 25m ./... || rc=$$?; \
+	$(MAKE) --no-print-directory test-clean; exit $$rc
+
+# Only the probe images: the tests' containers remove themselves.
+test-clean:
+	@ids=$$(docker images -q $(PROBE_IMAGE) 2>/dev/null | sort -u); \
+	if [ -n "$$ids" ]; then docker rmi -f $$ids >/dev/null && echo "removed the test probe images ($(PROBE_IMAGE))"; fi; \
+	rm -f $(PROBE_LOCK)
 
 vet:
 	$(GO) vet ./...
