@@ -89,6 +89,12 @@ func measureGPU(ctx context.Context, file, now string) (*gpuCount, error) {
 // and encodes its JSON report as plan does. The GPU back end is wrapped to
 // count its snapshots.
 func planInProcess(ctx context.Context, file, now string) (*pipeline.Env, *pipeline.Result, *countingGPU, error) {
+	return runInProcess(ctx, file, now, nil)
+}
+
+// runInProcess is planInProcess with the Docker client wrapped by wrap
+// (nil: as it is), for counting calls pipeline.Stats does not count.
+func runInProcess(ctx context.Context, file, now string, wrap func(*client.Client) pipeline.Docker) (*pipeline.Env, *pipeline.Result, *countingGPU, error) {
 	cfg, err := pipeline.LoadFile(file, pipeline.LoadOptions{})
 	if err != nil {
 		return nil, nil, nil, err
@@ -108,6 +114,10 @@ func planInProcess(ctx context.Context, file, now string) (*pipeline.Env, *pipel
 		return nil, nil, nil, err
 	}
 	defer cli.Close()
+	var docker pipeline.Docker = cli
+	if wrap != nil {
+		docker = wrap(cli)
+	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	host, _ := os.Hostname()
@@ -117,7 +127,7 @@ func planInProcess(ctx context.Context, file, now string) (*pipeline.Env, *pipel
 		Mode:        pipeline.ModePlan,
 		Now:         at.UTC(),
 		Host:        host,
-		Docker:      cli,
+		Docker:      docker,
 		CallTimeout: 30 * time.Second,
 		GPU:         gpu,
 		GPURequired: cfg.GPU.Required,

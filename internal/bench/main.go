@@ -66,6 +66,7 @@ type options struct {
 	ldflags            string
 	now                string
 	gpu                string
+	lifecycleSizes     []int
 }
 
 func main() {
@@ -90,7 +91,7 @@ func run(args []string) int {
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	o := &options{}
-	var sizes, rss, sweepW, sweepRW string
+	var sizes, rss, sweepW, sweepRW, lifecycle string
 	fs.StringVar(&sizes, "sizes", "100,1000,3000", "fixture sizes N at which plan is timed against the floor")
 	fs.StringVar(&rss, "rss-sizes", "", "extra sizes, for peak RSS mainly (e.g. 5000)")
 	fs.IntVar(&o.repeat, "repeat", 5, "repetitions of every measurement")
@@ -109,6 +110,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.ldflags, "ldflags", defaultLDFlags, "-ldflags for building ds01-pipe")
 	fs.StringVar(&o.now, "now", "2100-01-01T00:00:00Z", "the --now of every ds01-pipe run: far ahead, so that every finite hold has expired")
 	fs.StringVar(&o.gpu, "gpu", "sim", "GPU back end of the pipelines: sim (a generated simulation file) or none")
+	fs.StringVar(&lifecycle, "lifecycle-sizes", "100,500", "running GPU containers N at which the lifecycle plan is timed against the cleanup plan (\"\" skips the pass)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -129,6 +131,9 @@ func parseFlags(args []string) (*options, error) {
 		return nil, err
 	}
 	if o.sweepRemoveWorkers, err = parseInts("-sweep-remove-workers", sweepRW); err != nil {
+		return nil, err
+	}
+	if o.lifecycleSizes, err = parseInts("-lifecycle-sizes", lifecycle); err != nil {
 		return nil, err
 	}
 	switch {
@@ -232,7 +237,7 @@ func bench(ctx context.Context, o *options, args []string) error {
 		defer cancel()
 		sets := []string{rmRun, rmPrune}
 		if !o.keep {
-			sets = append(sets, setPlan)
+			sets = append(sets, setPlan, setLifecycle)
 		}
 		for _, set := range sets {
 			if n, err := fx.removeSet(cctx, set); err != nil {
@@ -286,6 +291,9 @@ func bench(ctx context.Context, o *options, args []string) error {
 		if o.sweep && rep.removalErr == nil {
 			rep.removalSweep, rep.removalSweepErr = measureRemovalSweep(ctx, r, o, fx, files)
 		}
+	}
+	if len(o.lifecycleSizes) > 0 {
+		rep.lifecycle, rep.lifecycleFixtures, rep.lifecycleErr = measureLifecycle(ctx, r, o, fx, files)
 	}
 	rep.elapsed = time.Since(started)
 

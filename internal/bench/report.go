@@ -39,6 +39,10 @@ type report struct {
 	removalErr      error
 	removalSweep    []*removalPoint
 	removalSweepErr error
+
+	lifecycle         []*lifecyclePoint
+	lifecycleFixtures setStats
+	lifecycleErr      error
 }
 
 func (r *report) markdown() string {
@@ -70,6 +74,7 @@ func (r *report) markdown() string {
 	r.removalTable(p)
 	r.apiTable(p)
 	r.gpuSection(p)
+	r.lifecycleSection(p)
 	r.sweepTables(p)
 	r.commands(p)
 	return b.String()

@@ -33,8 +33,11 @@ var sample string
 
 // Defaults and bounds.
 const (
-	DefaultWorkers  = 8
-	MaxWorkers      = 64
+	// DefaultWorkers is high because a stats answer is slow, not costly:
+	// Engine 20.10 took about 0.6-1 s per one-shot sample on a loaded
+	// 2-core host, and 20 parallel calls finished in about the time of one.
+	DefaultWorkers  = 32
+	MaxWorkers      = 128
 	DefaultProcRoot = "/proc"
 	// maxStatsBytes bounds one stats answer (a few KiB in practice).
 	maxStatsBytes = 1 << 20
@@ -47,7 +50,7 @@ type Stats interface {
 
 // Stage is the measure stage.
 type Stage struct {
-	Workers  int    `hcl:"workers,optional" doc:"Stats calls in parallel (1 to 64)."`
+	Workers  int    `hcl:"workers,optional" doc:"Stats calls in parallel (1 to 128). A one-shot stats answer takes the engine up to a second, mostly waiting, so many run at once."`
 	ProcRoot string `hcl:"proc_root,optional" doc:"Where /proc is mounted; GPU processes are mapped to containers through <proc_root>/<pid>/cgroup."`
 }
 

@@ -1,4 +1,4 @@
 stage "measure" {
-  workers   = 8       # stats calls in parallel (1 to 64)
+  workers   = 32      # stats calls in parallel (1 to 128)
   proc_root = "/proc" # GPU processes are mapped to containers through <proc_root>/<pid>/cgroup
 }
