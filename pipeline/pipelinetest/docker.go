@@ -24,10 +24,16 @@ type Docker struct {
 	containers map[string]container.InspectResponse
 	order      []string
 	calls      []string
+	removeOpts []client.ContainerRemoveOptions
 
-	// InspectErr and RemoveErr, keyed by ID, fail those calls.
+	// InspectErr and RemoveErr, keyed by ID, fail those calls. Set them
+	// before the engine is in use; FailInspect changes one during a run.
 	InspectErr map[string]error
 	RemoveErr  map[string]error
+	// LostAnswer: the removal is done, then this error is returned, as
+	// when the answer is lost on the way back (a timeout, a dropped
+	// connection).
+	LostAnswer map[string]error
 	// AfterInspect and AfterRemove run after a call was answered (outside
 	// the lock), to change the world between two calls.
 	AfterInspect func(id string)
@@ -40,6 +46,7 @@ func NewDocker(cs ...container.InspectResponse) *Docker {
 		containers: make(map[string]container.InspectResponse),
 		InspectErr: make(map[string]error),
 		RemoveErr:  make(map[string]error),
+		LostAnswer: make(map[string]error),
 	}
 	for _, c := range cs {
 		d.Add(c)
@@ -127,9 +134,10 @@ func (d *Docker) ContainerRemove(ctx context.Context, id string, opts client.Con
 }
 
 func (d *Docker) remove(ctx context.Context, id string, opts client.ContainerRemoveOptions) error {
-	d.call("remove " + id)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.calls = append(d.calls, "remove "+id)
+	d.removeOpts = append(d.removeOpts, opts)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -144,7 +152,7 @@ func (d *Docker) remove(ctx context.Context, id string, opts client.ContainerRem
 		return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is %s: stop the container before removing or force remove", c.Name, c.State.Status))
 	}
 	delete(d.containers, id)
-	return nil
+	return d.LostAnswer[id]
 }
 
 // ContainerStop makes a container exited.
@@ -191,6 +199,25 @@ func (d *Docker) Delete(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.containers, id)
+}
+
+// FailInspect makes every later inspect of id fail with err (nil: answer
+// again); safe while the engine is in use.
+func (d *Docker) FailInspect(id string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		delete(d.InspectErr, id)
+		return
+	}
+	d.InspectErr[id] = err
+}
+
+// RemoveOpts returns the options of every removal asked for so far.
+func (d *Docker) RemoveOpts() []client.ContainerRemoveOptions {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]client.ContainerRemoveOptions(nil), d.removeOpts...)
 }
 
 // Calls returns every call so far, as "op id" ("list" alone).

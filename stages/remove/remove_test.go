@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,143 +19,15 @@ import (
 
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/events"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
 
-// fakeDocker is an in-memory engine. It records every call, removes what
-// it is asked to remove, answers 404 for what it does not hold and 409
-// for a live container, as dockerd does.
-type fakeDocker struct {
-	mu         sync.Mutex
-	containers map[string]container.InspectResponse
-	inspectErr map[string]error
-	removeErr  map[string]error
-	// lostAnswer: the removal is done, then this error is returned, as
-	// when the answer is lost on the way back (a timeout, a dropped
-	// connection).
-	lostAnswer map[string]error
-	calls      []string
-	removeOpts []client.ContainerRemoveOptions
+// fakeDocker is the test kit's in-memory engine: it records every call,
+// removes what it is asked to remove, answers 404 for what it does not
+// hold and 409 for a live container, as dockerd does.
+type fakeDocker = pipelinetest.Docker
 
-	// afterInspect and afterRemove run after the call was answered (outside
-	// the lock), to change the world between two calls.
-	afterInspect func(id string)
-	afterRemove  func(id string)
-}
-
-func newFake(cs ...container.InspectResponse) *fakeDocker {
-	f := &fakeDocker{
-		containers: make(map[string]container.InspectResponse),
-		inspectErr: make(map[string]error),
-		removeErr:  make(map[string]error),
-		lostAnswer: make(map[string]error),
-	}
-	for _, c := range cs {
-		f.containers[c.ID] = c
-	}
-	return f
-}
-
-func (f *fakeDocker) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
-	f.mu.Lock()
-	f.calls = append(f.calls, "list")
-	f.mu.Unlock()
-	return client.ContainerListResult{}, errors.New("the remove stage must not list containers")
-}
-
-func (f *fakeDocker) ContainerInspect(ctx context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
-	res, err := f.inspect(ctx, id)
-	if f.afterInspect != nil {
-		f.afterInspect(id)
-	}
-	return res, err
-}
-
-func (f *fakeDocker) inspect(ctx context.Context, id string) (client.ContainerInspectResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "inspect "+id)
-	if err := ctx.Err(); err != nil {
-		return client.ContainerInspectResult{}, err
-	}
-	if err := f.inspectErr[id]; err != nil {
-		return client.ContainerInspectResult{}, err
-	}
-	c, ok := f.containers[id]
-	if !ok {
-		return client.ContainerInspectResult{}, cerrdefs.ErrNotFound.WithMessage("No such container: " + id)
-	}
-	c.Config.Labels = maps.Clone(c.Config.Labels)
-	st := *c.State
-	c.State = &st
-	return client.ContainerInspectResult{Container: c}, nil
-}
-
-func (f *fakeDocker) ContainerRemove(ctx context.Context, id string, opts client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
-	err := f.remove(ctx, id, opts)
-	if f.afterRemove != nil {
-		f.afterRemove(id)
-	}
-	return client.ContainerRemoveResult{}, err
-}
-
-func (f *fakeDocker) remove(ctx context.Context, id string, opts client.ContainerRemoveOptions) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "remove "+id)
-	f.removeOpts = append(f.removeOpts, opts)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := f.removeErr[id]; err != nil {
-		return err
-	}
-	c, ok := f.containers[id]
-	if !ok {
-		return cerrdefs.ErrNotFound.WithMessage("No such container: " + id)
-	}
-	if pipeline.State(c.State.Status).Live() && !opts.Force {
-		return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("cannot remove container %q: container is %s: stop the container before removing or force remove", c.Name, c.State.Status))
-	}
-	delete(f.containers, id)
-	return f.lostAnswer[id]
-}
-
-// set changes a container held by the fake.
-func (f *fakeDocker) set(id string, change func(*container.InspectResponse)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.containers[id]
-	st := *c.State
-	c.State = &st
-	cfg := *c.Config
-	cfg.Labels = maps.Clone(cfg.Labels)
-	c.Config = &cfg
-	change(&c)
-	f.containers[id] = c
-}
-
-func (f *fakeDocker) callList() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.calls...)
-}
-
-func (f *fakeDocker) count(prefix string) int {
-	n := 0
-	for _, c := range f.callList() {
-		if strings.HasPrefix(c, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
-func (f *fakeDocker) has(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.containers[id]
-	return ok
-}
+func newFake(cs ...container.InspectResponse) *fakeDocker { return pipelinetest.NewDocker(cs...) }
 
 var (
 	created  = time.Date(2026, 2, 14, 9, 0, 0, 0, time.UTC)
@@ -252,7 +123,7 @@ func TestPlanTouchesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Process: %v", err)
 	}
-	if calls := f.callList(); len(calls) != 0 {
+	if calls := f.Calls(); len(calls) != 0 {
 		t.Errorf("plan mode called Docker: %v", calls)
 	}
 	if n := env.Stats.InspectCalls.Load() + env.Stats.RemoveCalls.Load(); n != 0 {
@@ -289,7 +160,7 @@ func TestNonCandidatesAreNeverTouched(t *testing.T) {
 			if _, err := process(t, New(), testEnv(f, mode), recOK, recEx, recLive, recPaused, recBad); err != nil {
 				t.Fatalf("Process: %v", err)
 			}
-			for _, c := range f.callList() {
+			for _, c := range f.Calls() {
 				if !strings.HasSuffix(c, " ok1") {
 					t.Errorf("Docker call on a non-candidate: %q", c)
 				}
@@ -301,7 +172,7 @@ func TestNonCandidatesAreNeverTouched(t *testing.T) {
 			if mode == pipeline.ModeRun {
 				wantOutcome(t, recOK, outcome(pipeline.OutcomeRemoved, ""))
 				for _, id := range []string{"ex1", "live1", "paused1", "bad1"} {
-					if !f.has(id) {
+					if !f.Has(id) {
 						t.Errorf("%s was removed", id)
 					}
 				}
@@ -326,13 +197,13 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name:  "404 on re-inspect is gone",
-			world: func(f *fakeDocker) { delete(f.containers, "x1") },
+			world: func(f *fakeDocker) { f.Delete("x1") },
 			want:  outcome(pipeline.OutcomeGone, ""),
 		},
 		{
 			name: "404 on remove is gone",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = cerrdefs.ErrNotFound.WithMessage("No such container: x1")
+				f.RemoveErr["x1"] = cerrdefs.ErrNotFound.WithMessage("No such container: x1")
 			},
 			want:        outcome(pipeline.OutcomeGone, ""),
 			wantRemove:  true,
@@ -341,7 +212,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "started again is changed",
 			world: func(f *fakeDocker) {
-				f.set("x1", func(c *container.InspectResponse) {
+				f.Set("x1", func(c *container.InspectResponse) {
 					c.State.Status = container.StateRunning
 					c.State.StartedAt = "2026-02-16T14:59:00.5Z"
 					c.State.FinishedAt = "0001-01-01T00:00:00Z"
@@ -355,7 +226,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "restarted and exited again is changed",
 			world: func(f *fakeDocker) {
-				f.set("x1", func(c *container.InspectResponse) {
+				f.Set("x1", func(c *container.InspectResponse) {
 					c.State.StartedAt = "2026-02-16T14:00:00Z"
 					c.State.FinishedAt = "2026-02-16T14:30:00Z"
 				})
@@ -368,7 +239,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "relabelled is changed",
 			world: func(f *fakeDocker) {
-				f.set("x1", func(c *container.InspectResponse) {
+				f.Set("x1", func(c *container.InspectResponse) {
 					c.Config.Labels["ds01.protected"] = "true"
 					c.Config.Labels["ds01.user"] = "bob"
 				})
@@ -379,7 +250,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "renamed is changed",
 			world: func(f *fakeDocker) {
-				f.set("x1", func(c *container.InspectResponse) { c.Name = "/keep-me" })
+				f.Set("x1", func(c *container.InspectResponse) { c.Name = "/keep-me" })
 			},
 			want:        outcome(pipeline.OutcomeChanged, "renamed proj-x -> keep-me"),
 			stillExists: true,
@@ -387,7 +258,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "remove error is failed",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = cerrdefs.ErrInternal.WithMessage("driver \"overlay2\" failed to remove root filesystem: device or resource busy")
+				f.RemoveErr["x1"] = cerrdefs.ErrInternal.WithMessage("driver \"overlay2\" failed to remove root filesystem: device or resource busy")
 			},
 			want:        outcome(pipeline.OutcomeFailed, "remove: driver \"overlay2\" failed to remove root filesystem: device or resource busy"),
 			wantRemove:  true,
@@ -396,7 +267,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "re-inspect error is failed",
 			world: func(f *fakeDocker) {
-				f.inspectErr["x1"] = cerrdefs.ErrUnavailable.WithMessage("engine overloaded")
+				f.InspectErr["x1"] = cerrdefs.ErrUnavailable.WithMessage("engine overloaded")
 			},
 			want:        outcome(pipeline.OutcomeFailed, "re-inspect: engine overloaded"),
 			stillExists: true,
@@ -404,7 +275,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "removal in progress elsewhere is gone",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = cerrdefs.ErrConflict.WithMessage("removal of container x1 is already in progress")
+				f.RemoveErr["x1"] = cerrdefs.ErrConflict.WithMessage("removal of container x1 is already in progress")
 			},
 			want:        outcome(pipeline.OutcomeGone, ""),
 			wantRemove:  true,
@@ -413,9 +284,9 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "started between re-inspect and remove is changed",
 			world: func(f *fakeDocker) {
-				f.afterInspect = func(string) {
-					f.afterInspect = nil
-					f.set("x1", func(c *container.InspectResponse) { c.State.Status = container.StateRunning })
+				f.AfterInspect = func(string) {
+					f.AfterInspect = nil
+					f.Set("x1", func(c *container.InspectResponse) { c.State.Status = container.StateRunning })
 				}
 			},
 			want:        outcome(pipeline.OutcomeChanged, "state exited -> running"),
@@ -425,7 +296,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "other conflict is failed",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = cerrdefs.ErrConflict.WithMessage("container is locked by a plugin")
+				f.RemoveErr["x1"] = cerrdefs.ErrConflict.WithMessage("container is locked by a plugin")
 			},
 			want:        outcome(pipeline.OutcomeFailed, "remove: container is locked by a plugin"),
 			wantRemove:  true,
@@ -446,17 +317,17 @@ func TestOutcomes(t *testing.T) {
 				t.Fatalf("Process: %v", err)
 			}
 			wantOutcome(t, rec, tt.want)
-			if got := f.count("remove "); got != b2i(tt.wantRemove) {
-				t.Errorf("%d ContainerRemove calls, want %d (calls %v)", got, b2i(tt.wantRemove), f.callList())
+			if got := f.Count("remove "); got != b2i(tt.wantRemove) {
+				t.Errorf("%d ContainerRemove calls, want %d (calls %v)", got, b2i(tt.wantRemove), f.Calls())
 			}
-			if got := env.Stats.RemoveCalls.Load(); got != int64(f.count("remove ")) {
-				t.Errorf("Stats.RemoveCalls = %d, fake saw %d", got, f.count("remove "))
+			if got := env.Stats.RemoveCalls.Load(); got != int64(f.Count("remove ")) {
+				t.Errorf("Stats.RemoveCalls = %d, fake saw %d", got, f.Count("remove "))
 			}
-			if got := env.Stats.InspectCalls.Load(); got != int64(f.count("inspect ")) {
-				t.Errorf("Stats.InspectCalls = %d, fake saw %d", got, f.count("inspect "))
+			if got := env.Stats.InspectCalls.Load(); got != int64(f.Count("inspect ")) {
+				t.Errorf("Stats.InspectCalls = %d, fake saw %d", got, f.Count("inspect "))
 			}
-			if f.has("x1") != tt.stillExists {
-				t.Errorf("container exists afterwards: %v, want %v", f.has("x1"), tt.stillExists)
+			if f.Has("x1") != tt.stillExists {
+				t.Errorf("container exists afterwards: %v, want %v", f.Has("x1"), tt.stillExists)
 			}
 			evs := batch.TakeEvents()
 			wantEvents := b2i(tt.want.Status == pipeline.OutcomeRemoved)
@@ -483,8 +354,8 @@ func TestOneFailureDoesNotStopOthers(t *testing.T) {
 		recs = append(recs, target(c))
 	}
 	f := newFake(cs...)
-	f.removeErr["id1"] = errors.New("connection reset by peer")
-	f.inspectErr["id4"] = errors.New("i/o timeout")
+	f.RemoveErr["id1"] = errors.New("connection reset by peer")
+	f.InspectErr["id4"] = errors.New("i/o timeout")
 
 	batch, err := process(t, &Remove{Workers: 2, settleWait: time.Millisecond}, testEnv(f, pipeline.ModeRun), recs...)
 	if err != nil {
@@ -520,8 +391,8 @@ func TestRemoveOptions(t *testing.T) {
 				t.Fatalf("Process: %v", err)
 			}
 			want := client.ContainerRemoveOptions{RemoveVolumes: vols}
-			if len(f.removeOpts) != 1 || f.removeOpts[0] != want {
-				t.Errorf("remove options %+v, want [%+v]", f.removeOpts, want)
+			if len(f.RemoveOpts()) != 1 || f.RemoveOpts()[0] != want {
+				t.Errorf("remove options %+v, want [%+v]", f.RemoveOpts(), want)
 			}
 		})
 	}
@@ -610,8 +481,8 @@ func TestGPUReleaseAfterContainerRemove(t *testing.T) {
 	recB.ReleaseGPUs = []string{"GPU-bbbb"}
 	recC.ReleaseGPUs = []string{"GPU-cccc"}
 	recD.ReleaseGPUs = []string{"GPU-dddd"}
-	delete(f.containers, "c1")                                                      // gone: released, but no container.remove
-	f.removeErr["d1"] = cerrdefs.ErrInternal.WithMessage("device or resource busy") // failed: GPU stays in use
+	f.Delete("c1")                                                                  // gone: released, but no container.remove
+	f.RemoveErr["d1"] = cerrdefs.ErrInternal.WithMessage("device or resource busy") // failed: GPU stays in use
 
 	env := testEnv(f, pipeline.ModeRun)
 	st := New()
@@ -674,7 +545,7 @@ func TestContextCancelledMidway(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	removed := 0
-	f.afterRemove = func(string) { // one worker: calls never overlap
+	f.AfterRemove = func(string) { // one worker: calls never overlap
 		if removed++; removed == 2 {
 			cancel()
 		}
@@ -699,8 +570,8 @@ func TestContextCancelledMidway(t *testing.T) {
 		}
 		wantOutcome(t, rec, want)
 	}
-	if got := f.count("remove "); got != 2 {
-		t.Errorf("%d ContainerRemove calls, want 2: %v", got, f.callList())
+	if got := f.Count("remove "); got != 2 {
+		t.Errorf("%d ContainerRemove calls, want 2: %v", got, f.Calls())
 	}
 	var got []string
 	for _, ev := range batch.TakeEvents() {

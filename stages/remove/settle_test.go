@@ -36,19 +36,19 @@ func TestLostAnswerIsSettled(t *testing.T) {
 	}{
 		{
 			name:        "deadline after the engine removed it",
-			world:       func(f *fakeDocker) { f.lostAnswer["x1"] = context.DeadlineExceeded },
+			world:       func(f *fakeDocker) { f.LostAnswer["x1"] = context.DeadlineExceeded },
 			want:        pipeline.OutcomeRemoved,
 			wantRemoves: 1,
 		},
 		{
 			name:        "dropped connection after the engine removed it",
-			world:       func(f *fakeDocker) { f.lostAnswer["x1"] = errDropped },
+			world:       func(f *fakeDocker) { f.LostAnswer["x1"] = errDropped },
 			want:        pipeline.OutcomeRemoved,
 			wantRemoves: 1,
 		},
 		{
 			name:        "request never arrived: still there",
-			world:       func(f *fakeDocker) { f.removeErr["x1"] = errDropped },
+			world:       func(f *fakeDocker) { f.RemoveErr["x1"] = errDropped },
 			want:        pipeline.OutcomeFailed,
 			wantErr:     "remove: " + errDropped.Error() + "; the container is still there",
 			wantRemoves: 1,
@@ -57,13 +57,11 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "request queued in a stalled engine: done after a look",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = context.DeadlineExceeded
+				f.RemoveErr["x1"] = context.DeadlineExceeded
 				looks := 0
-				f.afterInspect = func(id string) {
+				f.AfterInspect = func(id string) {
 					if looks++; looks == 2 { // the re-inspect before, then one look
-						f.mu.Lock()
-						delete(f.containers, id)
-						f.mu.Unlock()
+						f.Delete(id)
 					}
 				}
 			},
@@ -73,17 +71,15 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "removal still in progress: looked at until done",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = context.DeadlineExceeded
+				f.RemoveErr["x1"] = context.DeadlineExceeded
 				removing := false
-				f.afterRemove = func(id string) {
-					f.set(id, func(c *container.InspectResponse) { c.State.Status = container.StateRemoving })
+				f.AfterRemove = func(id string) {
+					f.Set(id, func(c *container.InspectResponse) { c.State.Status = container.StateRemoving })
 					removing = true
 				}
-				f.afterInspect = func(id string) { // seen removing once, then done
+				f.AfterInspect = func(id string) { // seen removing once, then done
 					if removing {
-						f.mu.Lock()
-						delete(f.containers, id)
-						f.mu.Unlock()
+						f.Delete(id)
 					}
 				}
 			},
@@ -93,9 +89,9 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "started again meanwhile: changed",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = context.DeadlineExceeded
-				f.afterRemove = func(id string) {
-					f.set(id, func(c *container.InspectResponse) { c.State.Status = container.StateRunning })
+				f.RemoveErr["x1"] = context.DeadlineExceeded
+				f.AfterRemove = func(id string) {
+					f.Set(id, func(c *container.InspectResponse) { c.State.Status = container.StateRunning })
 				}
 			},
 			want:        pipeline.OutcomeChanged,
@@ -106,11 +102,9 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "engine never answers again",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = context.DeadlineExceeded
-				f.afterRemove = func(id string) {
-					f.mu.Lock()
-					f.inspectErr[id] = context.DeadlineExceeded
-					f.mu.Unlock()
+				f.RemoveErr["x1"] = context.DeadlineExceeded
+				f.AfterRemove = func(id string) {
+					f.FailInspect(id, context.DeadlineExceeded)
 				}
 			},
 			ctx: func() (context.Context, context.CancelFunc) {
@@ -124,7 +118,7 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "the run's deadline cut the call: one more look",
 			world: func(f *fakeDocker) {
-				f.lostAnswer["x1"] = context.DeadlineExceeded
+				f.LostAnswer["x1"] = context.DeadlineExceeded
 			},
 			ctx: func() (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -136,7 +130,7 @@ func TestLostAnswerIsSettled(t *testing.T) {
 		{
 			name: "the engine's own error is final",
 			world: func(f *fakeDocker) {
-				f.removeErr["x1"] = cerrdefs.ErrInternal.WithMessage("driver failed to remove root filesystem")
+				f.RemoveErr["x1"] = cerrdefs.ErrInternal.WithMessage("driver failed to remove root filesystem")
 			},
 			want:        pipeline.OutcomeFailed,
 			wantErr:     "remove: driver failed to remove root filesystem",
@@ -156,18 +150,18 @@ func TestLostAnswerIsSettled(t *testing.T) {
 			}
 			defer cancel()
 			if tt.name == "the run's deadline cut the call: one more look" {
-				f.afterRemove = func(string) { cancel() } // the run ends during the call
+				f.AfterRemove = func(string) { cancel() } // the run ends during the call
 			}
 			env := testEnv(f, pipeline.ModeRun)
 			b := &pipeline.Batch{Records: []*pipeline.Record{rec}}
 			_ = (&Remove{Workers: 1, settleWait: time.Millisecond}).Process(ctx, env, b)
 
 			wantOutcome(t, rec, outcome(tt.want, tt.wantErr))
-			if got := f.count("remove "); got != tt.wantRemoves {
-				t.Errorf("%d ContainerRemove calls, want %d: %v", got, tt.wantRemoves, f.callList())
+			if got := f.Count("remove "); got != tt.wantRemoves {
+				t.Errorf("%d ContainerRemove calls, want %d: %v", got, tt.wantRemoves, f.Calls())
 			}
-			if f.has("x1") != tt.stillExists {
-				t.Errorf("container exists afterwards: %v, want %v", f.has("x1"), tt.stillExists)
+			if f.Has("x1") != tt.stillExists {
+				t.Errorf("container exists afterwards: %v, want %v", f.Has("x1"), tt.stillExists)
 			}
 			evs := b.TakeEvents()
 			if want := b2i(tt.want == pipeline.OutcomeRemoved); len(evs) != want || (want == 1 && evs[0].Type != events.ContainerRemove) {
