@@ -33,9 +33,9 @@ const (
 
 // runOutcomes are the outcomes of ds01_pipe_runs_total, exported even at
 // zero so that an alert on failed runs sees 0 rather than no data. They
-// name the exit codes: done 0, failed 1, partial 2, locked 3,
-// config_error 78.
-var runOutcomes = []string{"done", "partial", "failed", "locked", "config_error"}
+// name the exit codes: done 0, failed 1, partial 2, locked 3. (A
+// configuration error is not a run: nothing is recorded.)
+var runOutcomes = []string{"done", "partial", "failed", "locked"}
 
 // gpuStatuses are exported even at zero, so that an alert on orphaned GPUs
 // sees 0 rather than no data.
@@ -111,7 +111,7 @@ func writeMetrics(log logrus.FieldLogger, path string, m runMetrics) error {
 	eventsWritten.Add(prev.eventsWritten + float64(m.eventsWritten))
 
 	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: metricRuns, Help: "Runs by outcome (done: exit 0, partial: 2, failed: 1, locked: 3, config_error: 78), over all runs that wrote this file.", ConstLabels: labels,
+		Name: metricRuns, Help: "Runs by outcome (done: exit 0, partial: 2, failed: 1, locked: 3), over all runs that wrote this file.", ConstLabels: labels,
 	}, []string{"outcome"})
 	for _, o := range runOutcomes {
 		runs.WithLabelValues(o).Add(prev.runs[o])
