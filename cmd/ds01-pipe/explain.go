@@ -268,6 +268,12 @@ func buildExplanation(cfg, run *pipeline.Config, text []byte, env *pipeline.Env,
 	e.facts(rec)
 	e.verdict(rec)
 	action, at := actsAt(rec, env.Now)
+	if action != "" && !actsIn(cfg, action) {
+		// A verdict is only a decision: without the stage that carries it
+		// out (an audit pipeline), nothing happens to the container.
+		e.rules = append(e.rules, explainRule{Stage: "pipeline", Rule: fmt.Sprintf("the verdict says %s, but no %s stage of this pipeline acts on it: it is only reported", action, action), Source: cfg.File})
+		action = ""
+	}
 	if action != "" {
 		ex.Action = &action
 		s := at.UTC().Format(time.RFC3339)
@@ -365,6 +371,17 @@ func (e *explainer) verdict(rec *pipeline.Record) {
 			e.add(kind, fmt.Sprintf("%s is in no group: the default group %s applies", rec.Owner.Name, group), files.LimitsFile)
 		}
 	}
+}
+
+// actsIn reports whether the pipeline has the acting stage that carries
+// out action (remove, stop): the stage kinds are named after the actions.
+func actsIn(cfg *pipeline.Config, action string) bool {
+	for _, st := range cfg.Stages {
+		if st.Ref.Kind == action && st.Contract.Acts {
+			return true
+		}
+	}
+	return false
 }
 
 // verdictStage names the stage kind that decides: decide, or the last

@@ -297,3 +297,26 @@ func TestExplainLifecycleRuntime(t *testing.T) {
 		t.Errorf("at acts_at plan says %s", v)
 	}
 }
+
+// TestExplainAuditActsOnNothing: an audit pipeline decides but has no
+// remove stage, so explain promises no action.
+func TestExplainAuditActsOnNothing(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newCleanup(t, eng)
+	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
+	f.pipeline = shipped(t, "audit-next24h.hcl")
+	now := finishedAt(t, eng, c).Add(10 * time.Hour)
+	args := f.args("explain", "json", now, "--var", "state_dir="+filepath.Join(t.TempDir(), "state"), "--var", "gpu_backend=none")
+	args = append(args[:len(args)-1], c.Name, f.pipeline)
+	code, out, errOut := cli(t, args...)
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var doc explainDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Container.Verdict != "remove" || doc.Action != nil || !hasRule(doc, "pipeline", "no remove stage", "audit-next24h.hcl") {
+		t.Errorf("verdict %s, action %v, rules %+v; want remove, null and the reason", doc.Container.Verdict, doc.Action, doc.Rules)
+	}
+}
