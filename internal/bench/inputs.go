@@ -111,24 +111,7 @@ func writeInputs(ctx context.Context, work, runID string, o *options, fx *fixtur
 func (in *inputs) pipelineHCL(s pipelineSpec) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("# Written by internal/bench.")
-	p("pipeline %q {", s.name)
-	p("  timeout   = \"10m\"")
-	p("  lock_file = %q", filepath.Join(in.dir, s.name+".lock"))
-	p("  policy {")
-	p("    limits_file     = %q", filepath.Join(in.policy, "resource-limits.yaml"))
-	p("    groups_dir      = %q", filepath.Join(in.policy, "groups"))
-	p("    overrides_file  = %q", filepath.Join(in.policy, "user-overrides.yaml"))
-	p("    exemptions_file = %q", filepath.Join(in.policy, "lifecycle-exemptions.yaml"))
-	p("  }")
-	p("  gpu {")
-	if in.simFile != "" {
-		p("    backend  = \"sim\"")
-		p("    sim_file = %q", in.simFile)
-	} else {
-		p("    backend = \"none\"")
-	}
-	p("  }")
+	in.header(p, s.name)
 	p("  stage \"discover\" {")
 	p("    name_prefix = %q", s.prefix)
 	if len(s.labels) > 0 {
@@ -163,6 +146,29 @@ func (in *inputs) pipelineHCL(s pipelineSpec) string {
 	p("  }")
 	p("}")
 	return b.String()
+}
+
+// header renders the start of a pipeline: its block with the timeout and
+// lock, the copied DS01 policy, and the simulated GPUs (or none).
+func (in *inputs) header(p func(string, ...any), name string) {
+	p("# Written by internal/bench.")
+	p("pipeline %q {", name)
+	p("  timeout   = \"10m\"")
+	p("  lock_file = %q", filepath.Join(in.dir, name+".lock"))
+	p("  policy {")
+	p("    limits_file     = %q", filepath.Join(in.policy, "resource-limits.yaml"))
+	p("    groups_dir      = %q", filepath.Join(in.policy, "groups"))
+	p("    overrides_file  = %q", filepath.Join(in.policy, "user-overrides.yaml"))
+	p("    exemptions_file = %q", filepath.Join(in.policy, "lifecycle-exemptions.yaml"))
+	p("  }")
+	p("  gpu {")
+	if in.simFile != "" {
+		p("    backend  = \"sim\"")
+		p("    sim_file = %q", in.simFile)
+	} else {
+		p("    backend = \"none\"")
+	}
+	p("  }")
 }
 
 // writeSim writes the GPU simulation: four GPUs, the last in MIG mode with

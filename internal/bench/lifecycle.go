@@ -203,22 +203,10 @@ func lifecycleInProcess(ctx context.Context, file, now string) (*lifecycleCalls,
 // lifecycleHCL renders the shipped lifecycle chain scoped to the fixtures,
 // with nothing sent anywhere.
 func (in *inputs) lifecycleHCL(prefix, stateDir string, workers int) string {
+	// in.simFile is the lifecycle's simulation (with utilisation).
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("# Written by internal/bench.")
-	p("pipeline \"bench-lifecycle\" {")
-	p("  timeout   = \"10m\"")
-	p("  lock_file = %q", filepath.Join(in.dir, "bench-lifecycle.lock"))
-	p("  policy {")
-	p("    limits_file     = %q", filepath.Join(in.policy, "resource-limits.yaml"))
-	p("    groups_dir      = %q", filepath.Join(in.policy, "groups"))
-	p("    overrides_file  = %q", filepath.Join(in.policy, "user-overrides.yaml"))
-	p("    exemptions_file = %q", filepath.Join(in.policy, "lifecycle-exemptions.yaml"))
-	p("  }")
-	p("  gpu {")
-	p("    backend  = \"sim\"")
-	p("    sim_file = %q", in.simFile)
-	p("  }")
+	in.header(p, "bench-lifecycle")
 	p("  stage \"discover\" {")
 	p("    name_prefix = %q", prefix)
 	p("    states      = [\"running\"]")
