@@ -47,3 +47,24 @@ func TestStagesOneKind(t *testing.T) {
 		t.Errorf("unknown kind: exit %d %q", code, errOut)
 	}
 }
+
+// validate refuses a stage order that cannot work, exit 78, with the
+// diagnostic at the offending stage block; run refuses it before
+// touching anything.
+func TestValidateRefusesStageOrder(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, dir, "order.hcl", `pipeline "p" {
+  gpu { backend = "none" }
+  stage "discover" {}
+  stage "remove" {}
+  stage "decide" {}
+}
+`)
+	for _, cmd := range [][]string{{"validate", file}, {"run", "--format", "json", file}} {
+		code, _, errOut := cli(t, cmd...)
+		if code != ExitConfigError || !strings.Contains(errOut, "order.hcl:4:3: Stage out of order") ||
+			!strings.Contains(errOut, "decide must come before remove") {
+			t.Errorf("%s: exit %d\n%s", cmd[0], code, errOut)
+		}
+	}
+}
