@@ -160,10 +160,15 @@ func diagText(diags hcl.Diagnostics) string {
 	return strings.Join(parts, "; ")
 }
 
+// maxWarnings bounds the per-container warnings of one run: an expression
+// that fails for every container of a busy host must not flood the log.
+const maxWarnings = 10
+
 // Process keeps the records for which when is true.
 func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
 	kept := make([]*pipeline.Record, 0, len(batch.Records))
 	var dropped []Drop
+	failed := 0
 	for _, rec := range batch.Records {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -172,7 +177,8 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		switch {
 		case err != nil:
 			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: err.Error(), Record: rec})
-			if env != nil && env.Log != nil {
+			failed++
+			if failed <= maxWarnings && env != nil && env.Log != nil {
 				env.Log.WithField("stage", Kind).WithField("container", rec.Container.Name).Warnf("filter: cannot evaluate when, container left out: %v", err)
 			}
 		case ok:
@@ -180,6 +186,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		default:
 			dropped = append(dropped, Drop{ID: rec.Container.ID, Name: rec.Container.Name, Reason: "when is false", Record: rec})
 		}
+	}
+	if failed > maxWarnings && env != nil && env.Log != nil {
+		env.Log.WithField("stage", Kind).Warnf("filter: %d more containers left out because when could not be evaluated for them", failed-maxWarnings)
 	}
 	batch.Records = kept
 	s.mu.Lock()

@@ -1,9 +1,12 @@
 package filter_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/stages/filter"
@@ -196,5 +199,26 @@ func TestProcessDropsAndRecords(t *testing.T) {
 	d := s.Dropped()
 	if len(d) != 2 || d[0].Name != "no" || d[0].Reason != "when is false" || d[1].Name != "bad" || !strings.Contains(d[1].Reason, "null") {
 		t.Fatalf("dropped = %+v", d)
+	}
+}
+
+// TestWarningsAreBounded: an expression that fails for every container
+// warns for the first few and counts the rest.
+func TestWarningsAreBounded(t *testing.T) {
+	s := mustLoad(t, `c.age_s > 60`)
+	var recs []*pipeline.Record
+	for i := 0; i < 50; i++ {
+		recs = append(recs, record(fmt.Sprint("r", i), func(r *pipeline.Record) { r.Verdict = pipeline.Verdict{} }))
+	}
+	log, hook := test.NewNullLogger()
+	if err := s.Process(t.Context(), &pipeline.Env{Log: log}, &pipeline.Batch{Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	entries := hook.AllEntries()
+	if len(entries) != 11 || !strings.Contains(entries[10].Message, "40 more") {
+		t.Fatalf("%d log lines, last %q; want 10 and a count of 40", len(entries), entries[len(entries)-1].Message)
+	}
+	if len(s.Dropped()) != 50 {
+		t.Errorf("dropped %d, want 50", len(s.Dropped()))
 	}
 }

@@ -14,7 +14,9 @@ import (
 
 // functions are the HCL functions a when expression may call, besides the
 // pipeline's own (env, duration). They are pure: no file, network or clock
-// access, so a filter gives the same answer in plan, run and explain.
+// access, so a filter gives the same answer in plan, run and explain. Those
+// that build large values from small arguments (format with a width,
+// range) are left out: a filter answers yes or no.
 func functions() map[string]function.Function {
 	return map[string]function.Function{
 		// collections
@@ -37,7 +39,6 @@ func functions() map[string]function.Function {
 		"join":        stdlib.JoinFunc,
 		"substr":      stdlib.SubstrFunc,
 		"strlen":      stdlib.StrlenFunc,
-		"format":      stdlib.FormatFunc,
 		"regex":       stdlib.RegexFunc,
 		"regexall":    stdlib.RegexAllFunc,
 		"startswith":  stringTest(strings.HasPrefix),
