@@ -18,6 +18,7 @@ import (
 // out: Init returns ERROR_LIBRARY_NOT_FOUND. The reason is "" on success.
 func openNVML() (Backend, string) {
 	b := newNVMLBackend(gonvml.New())
+	b.utilization = true
 	return b, b.initErr
 }
 
@@ -35,6 +36,10 @@ type nvmlBackend struct {
 	// into an unloaded library.
 	mu     sync.Mutex
 	closed bool
+
+	// utilization reads GPU utilisation too (util_cgo.go): the lifecycle's
+	// evidence. The real library always does; mocks opt in.
+	utilization bool
 }
 
 func newNVMLBackend(lib gonvml.Interface) *nvmlBackend {
@@ -82,7 +87,7 @@ func (b *nvmlBackend) Snapshot(ctx context.Context) (*Snapshot, error) {
 		s.Unavailable = b.initErr
 		return s, nil
 	}
-	r := &reader{lib: b.lib, snap: s}
+	r := &reader{lib: b.lib, snap: s, utilization: b.utilization}
 
 	version, ret := count(&s.Queries.DeviceQueries, b.lib.SystemGetDriverVersion)
 	if ret != gonvml.SUCCESS {
@@ -114,8 +119,9 @@ func count[T any](n *int, call func() (T, gonvml.Return)) (T, gonvml.Return) {
 
 // reader fills one snapshot.
 type reader struct {
-	lib  gonvml.Interface
-	snap *Snapshot
+	lib         gonvml.Interface
+	snap        *Snapshot
+	utilization bool
 }
 
 func (r *reader) warn(format string, args ...any) {
@@ -165,6 +171,10 @@ func (r *reader) device(i int) (Device, bool) {
 	if d.ProcessError != "" {
 		r.warn("GPU %d (%s): %s", i, d.UUID, d.ProcessError)
 	}
+	if r.utilization {
+		d.UtilizationGPU = r.util(h)
+		r.processUtil(h, d.Processes)
+	}
 	return d, true
 }
 
@@ -211,6 +221,9 @@ func (r *reader) slices(d *Device, h gonvml.Device) {
 		m.Processes, m.ProcessError = r.processes(mh)
 		if m.ProcessError != "" {
 			r.warn("GPU %d MIG slice %d (%s): %s", d.Index, j, m.UUID, m.ProcessError)
+		}
+		if r.utilization {
+			m.UtilizationGPU = r.util(mh)
 		}
 		d.MIG = append(d.MIG, m)
 	}
