@@ -21,8 +21,52 @@ const (
 )
 
 // WriteTable writes the containers (and GPUs, when the run reconciled any)
-// as aligned text for a terminal.
-func (d *Document) WriteTable(w io.Writer) error {
+// as aligned text for a terminal of 120 columns.
+func (d *Document) WriteTable(w io.Writer) error { return d.WriteTableWidth(w, defaultTableWidth) }
+
+// defaultTableWidth is the width the column widths above were chosen for.
+const defaultTableWidth = 120
+
+// uncut is a width no cell reaches.
+const uncut = 1 << 30
+
+// tableWidths are the widths the cells are cut to.
+type tableWidths struct {
+	name, owner, typ, reason, problem  int
+	uuid, holders, processes, pipeline int
+}
+
+// widthsFor fits the table in a terminal of the given width: the container
+// name takes what it has beyond 120 columns, and gives up to
+// nameWidth-minNameWidth columns when it is narrower. Width 0
+// (the output is not a terminal: a file, a pipe, a pager) cuts nothing, so
+// every name comes out whole.
+func widthsFor(width int) tableWidths {
+	if width <= 0 {
+		return tableWidths{uncut, uncut, uncut, uncut, uncut, uncut, uncut, uncut, uncut}
+	}
+	// What the terminal has beyond (or lacks below) the default width goes
+	// to (or comes from) the container name first.
+	extra := width - defaultTableWidth
+	if extra < 0 {
+		return tableWidths{
+			name: max(minNameWidth, nameWidth+extra), owner: ownerWidth, typ: typeWidth, reason: reasonWidth,
+			problem: max(minNameWidth, width-1), uuid: 40, holders: 28, processes: 26, pipeline: 40,
+		}
+	}
+	return tableWidths{
+		name: nameWidth + extra, owner: ownerWidth, typ: typeWidth, reason: reasonWidth,
+		problem: errorWidth + extra, uuid: 40, holders: 28 + extra/2, processes: 26 + extra/2, pipeline: 40,
+	}
+}
+
+// minNameWidth is the narrowest a container name is cut to.
+const minNameWidth = 12
+
+// WriteTableWidth is WriteTable for a terminal of width columns, or, with
+// width 0, for output that is not a terminal: nothing is cut.
+func (d *Document) WriteTableWidth(w io.Writer, width int) error {
+	cw := widthsFor(width)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CONTAINER\tOWNER\tTYPE\tSTATE\tAGE\tLIMIT\tVERDICT\tREASON\tOUTCOME\n")
 	var problems []string
@@ -32,10 +76,10 @@ func (d *Document) WriteTable(w io.Writer) error {
 			owner += "*" // found by a fallback rule; the JSON says which
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(c.Name, nameWidth), cell(owner, ownerWidth), cell(c.Type, typeWidth), cell(c.State, 10),
-			ageCell(c.AgeS), limitCell(c), cell(c.Verdict, 7), cell(c.Reason, reasonWidth), cell(c.Outcome, 8))
+			cell(c.Name, cw.name), cell(owner, cw.owner), cell(c.Type, cw.typ), cell(c.State, 10),
+			ageCell(c.AgeS), limitCell(c), cell(c.Verdict, 7), cell(c.Reason, cw.reason), cell(c.Outcome, 8))
 		if c.Error != "" {
-			problems = append(problems, cell(c.Name+": "+c.Outcome+": "+c.Error, errorWidth))
+			problems = append(problems, cell(c.Name+": "+c.Outcome+": "+c.Error, cw.problem))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -61,8 +105,8 @@ func (d *Document) WriteTable(w io.Writer) error {
 			for _, id := range g.ClaimedBy {
 				holders = append(holders, names.of(id))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, 40), cell(idx, 6), cell(g.Status, 12),
-				cell(strings.Join(holders, ","), 28), cell(processCell(g.Processes, names), 26))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(g.UUID, cw.uuid), cell(idx, 6), cell(g.Status, 12),
+				cell(strings.Join(holders, ","), cw.holders), cell(processCell(g.Processes, names), cw.processes))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -70,7 +114,7 @@ func (d *Document) WriteTable(w io.Writer) error {
 	}
 	s := d.Summary
 	fmt.Fprintf(w, "\n%s (%s): %d containers, %d to remove, %d removed, %d failed; NVML: %s\n",
-		cell(d.Pipeline, 40), d.Mode, s.Containers, s.Remove, s.Removed, s.Failed, s.NVML)
+		cell(d.Pipeline, cw.pipeline), d.Mode, s.Containers, s.Remove, s.Removed, s.Failed, s.NVML)
 	return nil
 }
 
