@@ -27,6 +27,21 @@ func shipped(t *testing.T, name string) string {
 	return p
 }
 
+// readCSV reads a report file written as CSV.
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rows
+}
+
 func TestAuditUnattributed(t *testing.T) {
 	eng := dockertest.New(t)
 	stray := eng.Create(t, exitedSpec("stray", map[string]string{"com.docker.compose.project": "p", "note": "a|b\n<i>"}))
@@ -41,15 +56,7 @@ func TestAuditUnattributed(t *testing.T) {
 	if len(rep.Containers) != 2 {
 		t.Errorf("the plan report has %d containers, want the 2 unattributed ones", len(rep.Containers))
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, out)
 	var names []string
 	for _, r := range rows[1:] {
 		names = append(names, r[1])
@@ -104,15 +111,7 @@ func TestAuditNext24h(t *testing.T) {
 		if code != ExitOK {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
-		f, err := os.Open(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		rows, err := csv.NewReader(f).ReadAll()
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows := readCSV(t, out)
 		var names []string
 		for _, r := range rows[1:] {
 			names = append(names, strings.TrimPrefix(r[0], eng.Prefix())+":"+r[5])
