@@ -412,3 +412,16 @@ func TestCounterBackwards(t *testing.T) {
 		t.Errorf("signals %+v", sigs)
 	}
 }
+
+// An expired exemption (expires_on in the past) is no exemption.
+func TestExpiredExemption(t *testing.T) {
+	l := newLife(t, "old", "atomic")
+	l.at(30*time.Minute, idle)
+	var j judgement
+	for i := 1; i <= 5; i++ {
+		_, j = l.at(30*time.Minute+time.Duration(i)*m15, idle)
+	}
+	if j.Verdict.Action != pipeline.ActionStop {
+		t.Errorf("expired exemption still protects: %+v", j.Verdict)
+	}
+}

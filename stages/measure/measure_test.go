@@ -1,14 +1,19 @@
 package measure
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/ds01/ds01-pipe/nvml"
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
 
 func cid(c byte) string { return strings.Repeat(string(c), 64) }
@@ -66,7 +71,7 @@ func TestGPUSignal(t *testing.T) {
 	}{
 		{"idle beside a busy one", rec(a, "GPU-0"), true, 0, pipeline.SourceNVMLProcess},
 		{"busy one", rec(b), true, 88, pipeline.SourceNVMLProcess}, // no record: NVML alone finds it
-		{"slice not reported", rec(c, "GPU-1"), false, 0, ""},     // MIG-2a has c's process and no figure
+		{"slice not reported", rec(c, "GPU-1"), false, 0, ""},      // MIG-2a has c's process and no figure
 		{"claimed, nothing of its own there", rec(cid('d'), "GPU-3"), true, 0, pipeline.SourceNVMLNoProc},
 		{"unreadable device", rec(cid('e'), "GPU-4"), false, 0, ""},
 		{"--gpus all, no process", &pipeline.Record{Container: pipeline.Container{ID: cid('f')}, GPUAll: true}, false, 0, ""},
@@ -100,5 +105,37 @@ func TestGPUSignalGPUsAll(t *testing.T) {
 	s := newGPUView(snap, procfs).signal(r)
 	if !s.Known || s.Value != 40 || s.Source != pipeline.SourceNVMLDevice {
 		t.Errorf("--gpus all: %+v", s)
+	}
+}
+
+// hangingStats never answers until the call's deadline.
+type hangingStats struct{ *pipelinetest.Docker }
+
+func (hangingStats) ContainerStats(ctx context.Context, _ string, _ client.ContainerStatsOptions) (client.ContainerStatsResult, error) {
+	<-ctx.Done()
+	return client.ContainerStatsResult{}, ctx.Err()
+}
+
+// A stats call that hangs ends at the per-call deadline: the run goes on,
+// and the container has no CPU or network evidence this run.
+func TestStatsCallThatHangs(t *testing.T) {
+	r := rec(cid('a'), "GPU-0")
+	env, _ := pipelinetest.Env(pipeline.ModeRun, hangingStats{pipelinetest.NewDocker()})
+	env.CallTimeout = 50 * time.Millisecond
+	b := &pipeline.Batch{Records: []*pipeline.Record{r}, GPU: &nvml.Snapshot{Available: true, Devices: []nvml.Device{{UUID: "GPU-0"}}}}
+	start := time.Now()
+	s := New()
+	s.ProcRoot = t.TempDir()
+	if err := s.Process(context.Background(), env, b); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("measure took %v", time.Since(start))
+	}
+	if r.Lifecycle == nil || r.Lifecycle.Stats != nil || !strings.Contains(r.Lifecycle.StatsError, "deadline") {
+		t.Errorf("lifecycle facts %+v", r.Lifecycle)
+	}
+	if !r.Lifecycle.GPU.Known {
+		t.Errorf("GPU evidence lost with the stats call: %+v", r.Lifecycle.GPU)
 	}
 }
