@@ -239,7 +239,8 @@ type Outcome struct {
 // those declarations, and a test runs every kind and fails when one
 // changes a field it did not declare. Any stage may add Warnings.
 type Record struct {
-	// [facts] discover: the Docker facts, read once per run.
+	// [facts] discover: the Docker facts, read once per run; amended by
+	// stop with what the engine shows after a confirmed stop.
 	Container Container
 
 	Owner Owner  // [owner] attribute
@@ -252,8 +253,8 @@ type Record struct {
 	ExemptReason string
 
 	// [verdict] decide (cleanup) or lifecycle; amended by discover (skip a
-	// half-read container), release (keep a container whose GPU is busy)
-	// and the engine (an acting verdict that breaks an invariant becomes a
+	// half-read container), release (keep a container whose GPU is busy),
+	// stop (an idle-stopped container handed to remove) and the engine (an acting verdict that breaks an invariant becomes a
 	// skip).
 	Verdict Verdict
 
@@ -275,8 +276,9 @@ type Record struct {
 	// inspect that failed); such a record is never decided or acted on.
 	Incomplete string
 
-	// [lifecycle] the idle and runtime facts of a running container
-	// (measure, lifecycle, notify, stop); nil elsewhere.
+	// [lifecycle] the idle and runtime facts of a running container:
+	// measure writes them, lifecycle amends them (signals, clocks,
+	// notices), notify and stop read them; nil elsewhere.
 	Lifecycle *Lifecycle
 }
 
