@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -332,10 +333,6 @@ func releaseLog(env *Env) logrus.FieldLogger {
 		return env.Log.WithField("step", "gpu-release")
 	}
 	l := logrus.New()
-	l.SetOutput(nopWriter{})
+	l.SetOutput(io.Discard)
 	return l
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
