@@ -166,6 +166,10 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	if opts.Mode == ModeRun && cfg.LockFile != "" {
 		unlock, err := lock(cfg.LockFile, cfg.Name, cfg.Trust)
 		if err != nil {
+			var locked *LockedError
+			if errors.As(err, &locked) {
+				locked.checkHolder() // name the live holder, never a stale one
+			}
 			return env, nil, err
 		}
 		defer unlock()
