@@ -34,14 +34,9 @@ type StageInstance struct {
 	Contract Contract
 }
 
-// finalizes reports whether the stage runs even after a failure.
-func (st StageInstance) finalizes() bool {
-	if st.Contract.Finalizer {
-		return true
-	}
-	f, ok := st.Stage.(Finalizer)
-	return ok && f.Finalize()
-}
+// finalizes reports whether the stage runs even after a failure: a
+// property of its kind (Contract.Finalizer), not of the stage value.
+func (st StageInstance) finalizes() bool { return st.Contract.Finalizer }
 
 // StageTiming is how long a stage took.
 type StageTiming struct {

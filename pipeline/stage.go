@@ -24,14 +24,6 @@ type Initializer interface {
 	Init() error
 }
 
-// Finalizer is the older way for a stage to say it must run even when an
-// earlier stage failed or the deadline expired. A kind now says so in its
-// Spec (Contract.Finalizer); the runner still honours this interface for
-// stages built outside the registry.
-type Finalizer interface {
-	Finalize() bool
-}
-
 // Spec describes a stage kind for the registry, the loader and `ds01-pipe stages`.
 type Spec struct {
 	Kind    string

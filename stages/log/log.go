@@ -101,10 +101,6 @@ func (s *Stage) Init() error {
 	return nil
 }
 
-// Finalize makes the stage run even after an earlier stage failed: what
-// was done before the failure must still be recorded.
-func (s *Stage) Finalize() bool { return true }
-
 // WriteError is returned, with fail_on_event_error, when events could not
 // be written to the events file.
 type WriteError struct {

@@ -384,7 +384,8 @@ func TestFinalizerAfterFailure(t *testing.T) {
 			return nil
 		})},
 		{Ref: pipeline.StageRef{Kind: "broken"}, Stage: stageFunc(func(*pipeline.Batch) error { return boom })},
-		{Ref: pipeline.StageRef{Kind: Kind}, Stage: s},
+		// The runner reads "finalizer" from the kind's contract.
+		{Ref: pipeline.StageRef{Kind: Kind}, Stage: s, Contract: spec().Contract},
 	}
 	res, err := pipeline.Run(context.Background(), env, stages)
 	if !errors.Is(err, boom) {
@@ -403,6 +404,11 @@ func TestFinalizerAfterFailure(t *testing.T) {
 }
 
 type stageFunc func(*pipeline.Batch) error
+
+func spec() pipeline.Spec {
+	s, _ := pipeline.DefaultRegistry.Lookup(Kind)
+	return s
+}
 
 func (f stageFunc) Process(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error { return f(b) }
 
@@ -531,8 +537,8 @@ func TestRegistration(t *testing.T) {
 	if !ok {
 		t.Fatal("log stage not registered")
 	}
-	if f, ok := spec.New().(pipeline.Finalizer); !ok || !f.Finalize() {
-		t.Error("the log stage must be a finalizer")
+	if !spec.Contract.Finalizer || !spec.Contract.Terminal {
+		t.Error("the log stage must be a terminal finalizer: what was done must be recorded, even after a failure")
 	}
 	got := map[string]string{}
 	for _, a := range spec.Attributes() {
