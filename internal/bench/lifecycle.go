@@ -67,13 +67,12 @@ func lifecyclePrefix(sizes []int, size int) string {
 
 // lifecyclePoint is the pass at one size.
 type lifecyclePoint struct {
-	n            int
-	life, clean  series
-	lifeSum      pipeSummary
-	calls        *lifecycleCalls
-	lifeFile     string
-	cleanFile    string
-	stateEntries int
+	n           int
+	life, clean series
+	lifeSum     pipeSummary
+	calls       *lifecycleCalls
+	lifeFile    string
+	cleanFile   string
 }
 
 // lifecycleCalls is what one in-process lifecycle plan cost.
@@ -326,6 +325,6 @@ func (r *report) lifecycleSection(p func(string, ...any)) {
 			c.statPath, c.snapshots, per(int64(c.deviceQ), c.units), per(int64(c.processQ), c.units))
 	}
 	p("")
-	p("The simulator counts one device query (utilisation included) and one process query per device and MIG slice; the NVML adapter reads utilisation with the device's other facts. A run that idle-stops containers takes one more snapshot after the stops.")
+	p("The simulator counts one device query (utilisation included) and one process query per device and MIG slice. The NVML adapter adds one utilisation query per GPU and MIG slice and one per-process utilisation query per whole GPU with processes. A run that idle-stops containers takes one more snapshot after the stops.")
 	p("")
 }
