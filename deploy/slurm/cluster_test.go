@@ -116,7 +116,7 @@ func startCluster(t *testing.T, dir, healthCheck string, interval int) *cluster 
 	c := &cluster{dir: dir, conf: filepath.Join(dir, "slurm.conf"), tools: map[string]string{}}
 	for _, tool := range []struct{ name, pkg string }{
 		{"munged", "munge"}, {"slurmctld", "slurmctld"}, {"slurmd", "slurmd"},
-		{"scontrol", "slurm-client"}, {"sinfo", "slurm-client"}, {"srun", "slurm-client"},
+		{"scontrol", "slurm-client"}, {"sinfo", "slurm-client"}, {"srun", "slurm-client"}, {"scancel", "slurm-client"},
 	} {
 		c.tools[tool.name] = requireTool(t, tool.name, tool.pkg)
 	}

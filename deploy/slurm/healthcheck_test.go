@@ -340,6 +340,53 @@ func TestHealthCheckOnCluster(t *testing.T) {
 		h.writeSim(t, "n1")
 	})
 
+	t.Run("a Slurm job's process is no leak", func(t *testing.T) {
+		// Jobs run as bare processes, in no container. slurmd tracks them;
+		// `scontrol listpids` on a host with several slurmd (this test)
+		// sees the first node's, n1.
+		job := exec.Command(c.tools["srun"], "-N1", "-w", "n1", "-J", "ds01-gpu-job", "-t", "2", "sleep", "120")
+		job.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SLURM_CONF=" + c.conf}
+		if err := job.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = c.try("scancel", "--name=ds01-gpu-job")
+			_ = job.Process.Kill()
+			_ = job.Wait()
+		})
+		var pid int
+		waitFor(t, 20*time.Second, "the job's process", func() (bool, string) {
+			out, _ := c.try("scontrol", "listpids")
+			for _, line := range strings.Split(out, "\n")[1:] {
+				if f := strings.Fields(line); len(f) >= 2 {
+					pid, _ = strconv.Atoi(f[0])
+				}
+			}
+			return pid > 0, out
+		})
+		h.writeSim(t, "n1", pid)
+		code, out := h.check(t, "n1")
+		if code != 0 {
+			t.Errorf("exit %d, want 0\n%s", code, out)
+		}
+		expectIdle(t, "n1")
+
+		// A leak beside the job's process is still one, named alone.
+		leak, _ := hostProcess(t)
+		h.writeSim(t, "n1", pid, leak)
+		code, out = h.check(t, "n1")
+		st, reason := c.node(t, "n1")
+		want := fmt.Sprintf("ds01-pipe: GPU leak: %s orphaned pids %d", nodeGPU["n1"], leak)
+		if code != 1 || !drained(st) || reason != want {
+			t.Errorf("exit %d, n1 %s %q, want drained with %q\n%s", code, st, reason, want, out)
+		}
+		h.writeSim(t, "n1")
+		if code, out := h.check(t, "n1"); code != 0 {
+			t.Errorf("healthy again: exit %d\n%s", code, out)
+		}
+		expectIdle(t, "n1")
+	})
+
 	t.Run("an admin's drain is never resumed", func(t *testing.T) {
 		const admin = "maintenance: fan replacement"
 		c.run(t, "scontrol", "update", "NodeName=n1", "State=DRAIN", "Reason="+admin)
