@@ -93,7 +93,7 @@ func explain(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions, 
 	if err != nil {
 		return err
 	}
-	id, err := resolveContainer(cmd, o.callTimeout, target)
+	found, err := resolveContainer(cmd, o.callTimeout, target)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func explain(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions, 
 	case runErr != nil:
 		return withCode(ExitFailure, runErr)
 	}
-	ex := buildExplanation(cfg, &run, text, env, res, id)
+	ex := buildExplanation(cfg, &run, text, env, res, found)
 	if format == "json" {
 		enc := json.NewEncoder(io.Out)
 		enc.SetIndent("", "  ")
@@ -134,11 +134,12 @@ func explain(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions, 
 }
 
 // resolveContainer finds the container as docker inspect does (full ID,
-// exact name, unique ID prefix) and returns its ID.
-func resolveContainer(cmd *cobra.Command, callTimeout time.Duration, target string) (string, error) {
+// exact name, unique ID prefix) and returns the facts a report shows of a
+// container the pipeline does not see.
+func resolveContainer(cmd *cobra.Command, callTimeout time.Duration, target string) (report.Container, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
-		return "", withCode(ExitFailure, fmt.Errorf("docker client: %w", err))
+		return report.Container{}, withCode(ExitFailure, fmt.Errorf("docker client: %w", err))
 	}
 	defer c.Close()
 	if callTimeout <= 0 {
@@ -149,11 +150,18 @@ func resolveContainer(cmd *cobra.Command, callTimeout time.Duration, target stri
 	res, err := c.ContainerInspect(ctx, strings.TrimPrefix(target, "/"), client.ContainerInspectOptions{})
 	switch {
 	case cerrdefs.IsNotFound(err):
-		return "", withCode(ExitFailure, fmt.Errorf("no such container: %s", target))
+		return report.Container{}, withCode(ExitFailure, fmt.Errorf("no such container: %s", target))
 	case err != nil:
-		return "", withCode(ExitFailure, fmt.Errorf("inspecting %s: %w", target, err))
+		return report.Container{}, withCode(ExitFailure, fmt.Errorf("inspecting %s: %w", target, err))
 	}
-	return res.Container.ID, nil
+	facts := report.Container{ID: res.Container.ID, Name: strings.TrimPrefix(res.Container.Name, "/"), GPUs: []string{}}
+	if res.Container.State != nil {
+		facts.State = string(res.Container.State.Status)
+	}
+	if res.Container.Config != nil {
+		facts.Image = res.Container.Config.Image
+	}
+	return facts, nil
 }
 
 // stagePositions returns where each stage block of the pipeline file
@@ -228,7 +236,8 @@ func (e *explainer) add(kind, rule, source string) {
 	e.rules = append(e.rules, explainRule{Stage: ref, Rule: rule, Source: source})
 }
 
-func buildExplanation(cfg, run *pipeline.Config, text []byte, env *pipeline.Env, res *pipeline.Result, id string) *explanation {
+func buildExplanation(cfg, run *pipeline.Config, text []byte, env *pipeline.Env, res *pipeline.Result, found report.Container) *explanation {
+	id := found.ID
 	e := &explainer{cfg: cfg, env: env, positions: map[string]stagePos{}}
 	pos := stagePositions(cfg.File, text)
 	if len(pos) == len(cfg.Stages) {
@@ -258,7 +267,7 @@ func buildExplanation(cfg, run *pipeline.Config, text []byte, env *pipeline.Env,
 				return ex
 			}
 		}
-		ex.Container = report.Container{ID: id, GPUs: []string{}}
+		ex.Container = found
 		ref, src := e.stageSource("discover")
 		ex.Rules = append(ex.Rules, explainRule{Stage: ref, Rule: "not in this pipeline's scope (name_prefix, labels or states of the discover stage)", Source: src})
 		ex.WouldChange = append(ex.WouldChange, "It is outside the pipeline's scope: this pipeline never acts on it.")

@@ -173,7 +173,8 @@ func TestExplainOutOfScopeAndFiltered(t *testing.T) {
 	args := f.args("explain", "json", now, "--var", "prefix=nomatch-")
 	args = append(args[:len(args)-1], other.Name, f.pipeline)
 	code, out, errOut := cli(t, args...)
-	if code != ExitOK || !strings.Contains(out, "not in this pipeline's scope") || !strings.Contains(out, `"action": null`) {
+	if code != ExitOK || !strings.Contains(out, "not in this pipeline's scope") || !strings.Contains(out, `"action": null`) ||
+		!strings.Contains(out, `"name": "`+other.Name+`"`) || !strings.Contains(out, `"state": "exited"`) {
 		t.Errorf("out of scope: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
