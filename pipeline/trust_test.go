@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -183,7 +184,11 @@ func TestLockTrust(t *testing.T) {
 // A lock held by another process is reported with the holder it wrote.
 func TestLockHeld(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cleanup.lock")
-	if err := os.WriteFile(path, []byte("pid 42, started 2026-01-01T00:00:00Z, pipeline p\n"), 0o644); err != nil {
+	// The holder is this process (its flock below): the text names it, as a
+	// run's own text does (a text naming another PID is replaced by the
+	// kernel's answer: TestLockedNamesTheLiveHolder).
+	holder := fmt.Sprintf("pid %d, started 2026-01-01T00:00:00Z, pipeline p", os.Getpid())
+	if err := os.WriteFile(path, []byte(holder+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -197,7 +202,7 @@ func TestLockHeld(t *testing.T) {
 	cfg := &pipeline.Config{Name: "p", Timeout: 60e9, LockFile: path, GPU: pipeline.GPUConfig{Backend: "none"}}
 	_, _, err = pipeline.Execute(t.Context(), cfg, pipeline.ExecOptions{Mode: pipeline.ModeRun, Docker: noDocker{}})
 	var le *pipeline.LockedError
-	if !errors.As(err, &le) || le.Holder != "pid 42, started 2026-01-01T00:00:00Z, pipeline p" {
+	if !errors.As(err, &le) || le.Holder != holder {
 		t.Errorf("err = %v, want a *LockedError naming the holder", err)
 	}
 }
