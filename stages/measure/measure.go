@@ -34,10 +34,12 @@ var sample string
 // Defaults and bounds.
 const (
 	// DefaultWorkers is high because a stats answer is slow, not costly:
-	// Engine 20.10 took about 0.6-1 s per one-shot sample on a loaded
-	// 2-core host, and 20 parallel calls finished in about the time of one.
-	DefaultWorkers  = 32
-	MaxWorkers      = 128
+	// Engine 20.10 answers a one-shot stats call at its stats collector's
+	// next tick (about a second), so calls in parallel share that wait:
+	// one call took about 1 s on a loaded 2-core host, 20 in parallel
+	// about 1 s too, and the time of a run is about N / workers ticks.
+	DefaultWorkers  = 128
+	MaxWorkers      = 512
 	DefaultProcRoot = "/proc"
 	// maxStatsBytes bounds one stats answer (a few KiB in practice).
 	maxStatsBytes = 1 << 20
@@ -50,7 +52,7 @@ type Stats interface {
 
 // Stage is the measure stage.
 type Stage struct {
-	Workers  int    `hcl:"workers,optional" doc:"Stats calls in parallel (1 to 128). A one-shot stats answer takes the engine up to a second, mostly waiting, so many run at once."`
+	Workers  int    `hcl:"workers,optional" doc:"Stats calls in parallel (1 to 512). The engine answers a one-shot stats call at its collector's next tick (about a second), so calls in parallel share that wait."`
 	ProcRoot string `hcl:"proc_root,optional" doc:"Where /proc is mounted; GPU processes are mapped to containers through <proc_root>/<pid>/cgroup."`
 }
 

@@ -1,4 +1,4 @@
 stage "measure" {
-  workers   = 32      # stats calls in parallel (1 to 128)
+  workers   = 128     # stats calls in parallel (1 to 512)
   proc_root = "/proc" # GPU processes are mapped to containers through <proc_root>/<pid>/cgroup
 }
