@@ -238,8 +238,10 @@ func TestLifecycleIdleStopAndRemove(t *testing.T) {
 		rep.line(t, idle).expect(t, fmt.Sprint(n, "m"), "keep", "idle_streak", "")
 		b := rep.line(t, busy)
 		b.expect(t, fmt.Sprint(n, "m"), "keep", "active", "")
-		if v, src := b.signal("cpu"); v == nil || *v < 20 || src != "docker_stats" {
-			t.Errorf("busy probe's CPU signal = %v from %q, want well over the 2%% threshold from docker_stats", v, src)
+		// Over the student's 2 % threshold; how far over depends on what
+		// else the machine runs.
+		if v, src := b.signal("cpu"); v == nil || *v <= 2 || src != "docker_stats" {
+			t.Errorf("busy probe's CPU signal = %s from %q, want over the 2%% threshold from docker_stats", ptrText(v), src)
 		}
 		if v, src := rep.line(t, idle).signal("gpu"); v == nil || *v != 0 || src != "nvml_no_process" {
 			t.Errorf("idle probe's GPU signal = %v from %q", v, src)
@@ -526,4 +528,11 @@ func readFileFrom(t *testing.T, eng *dockertest.Engine, id, path string) string 
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+func ptrText(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return fmt.Sprintf("%.2f", *v)
 }

@@ -176,7 +176,7 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 	case active:
 		idle = outcome{reason: pipeline.ReasonActive, detail: activeDetail(lc.Signals)}
 	case timeout.Unlimited:
-		idle = outcome{reason: pipeline.ReasonActive, detail: "no idle timeout (" + timeout.Source + ")"}
+		idle = outcome{reason: pipeline.ReasonNotACandidate, detail: "no idle timeout (" + timeout.Source + ")"}
 		if !allKnown {
 			idle.detail += "; no evidence this run: " + missing
 		}
@@ -212,7 +212,7 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 	case !lc.HasRuntime:
 		rt = outcome{reason: pipeline.ReasonNotDecided, detail: "no start time"}
 	case limit.Unlimited:
-		rt = outcome{reason: pipeline.ReasonActive, detail: "no runtime limit (" + limit.Source + ")"}
+		rt = outcome{reason: pipeline.ReasonNotACandidate, detail: "no runtime limit (" + limit.Source + ")"}
 	default:
 		if exempt, why := in.Policy.Exemption(owner, policy.KeyMaxRuntime, now); exempt {
 			rt = outcome{reason: pipeline.ReasonExempt, detail: why}
@@ -226,7 +226,7 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 			warn: pipeline.NoticeRuntimeWarning, finalKind: pipeline.NoticeRuntimeFinalWarning}
 		n, stop, stopAt := rule.step(now, lc.Runtime, limit.Duration)
 		notices = append(notices, n...)
-		rt = clockOutcome(lc.Runtime, limit.Duration, stop, stopAt, len(n) > 0, e.RuntimeWarned, pipeline.ReasonRuntimeExceeded, pipeline.ReasonRuntimeWarning, pipeline.ReasonActive)
+		rt = clockOutcome(lc.Runtime, limit.Duration, stop, stopAt, len(n) > 0, e.RuntimeWarned, pipeline.ReasonRuntimeExceeded, pipeline.ReasonRuntimeWarning, pipeline.ReasonNotACandidate)
 	}
 	rt.limit = limit
 
@@ -245,8 +245,10 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 		lc.StopFor = pipeline.ReasonRuntimeExceeded
 	case rank(rt.reason) > rank(idle.reason):
 		j.Verdict = rtV
+		j.Verdict.Detail += "; idle: " + idle.detail
 	default:
 		j.Verdict = idleV
+		j.Verdict.Detail += "; runtime: " + rt.detail
 	}
 	if lc.StopFor != "" {
 		lc.StopGrace = in.Policy.SigtermGrace(rec.Type).Duration
