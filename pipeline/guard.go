@@ -13,17 +13,19 @@ import (
 // container is one this run discovered and may act on; every other call
 // passes through. It is the last line of the engine's invariants: a stage
 // that sets an acting verdict and acts in the same breath still cannot
-// touch a protected container.
+// touch a protected container, and a stage whose contract does not say it
+// acts (Contract.Acts) cannot change any container at all.
 type guardedDocker struct {
 	Docker
 
-	mu   sync.RWMutex
-	byID map[string]*Record
+	mu    sync.RWMutex
+	byID  map[string]*Record
+	stage StageInstance // the stage running now
 }
 
-// watch points the guard at the run's records; the runner calls it
-// before every stage (discover adds records).
-func (g *guardedDocker) watch(recs []*Record) {
+// watch points the guard at the run's records and the stage about to
+// run; the runner calls it before every stage (discover adds records).
+func (g *guardedDocker) watch(recs []*Record, st StageInstance) {
 	if g == nil {
 		return
 	}
@@ -33,7 +35,18 @@ func (g *guardedDocker) watch(recs []*Record) {
 	}
 	g.mu.Lock()
 	g.byID = byID
+	g.stage = st
 	g.mu.Unlock()
+}
+
+// acting says why the running stage may not change containers, or "".
+func (g *guardedDocker) acting() string {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.stage.Contract.Acts {
+		return ""
+	}
+	return fmt.Sprintf("stage %s does not act on containers (its kind's contract)", g.stage.Ref)
 }
 
 // RefusedError says the engine refused a call that would have changed a
@@ -72,7 +85,7 @@ func (g *guardedDocker) ContainerRemove(ctx context.Context, id string, opts cli
 	if opts.Force {
 		return client.ContainerRemoveResult{}, &RefusedError{Op: "remove", ID: id, Why: "a removal is never forced"}
 	}
-	if why := g.check(id, true); why != "" {
+	if why := firstReason(g.acting(), g.check(id, true)); why != "" {
 		return client.ContainerRemoveResult{}, &RefusedError{Op: "remove", ID: id, Why: why}
 	}
 	return g.Docker.ContainerRemove(ctx, id, opts)
@@ -81,7 +94,7 @@ func (g *guardedDocker) ContainerRemove(ctx context.Context, id string, opts cli
 // ContainerStop is guarded for stages that reach it by a type assertion
 // (the lifecycle's stop stage) as well as through Docker.
 func (g *guardedDocker) ContainerStop(ctx context.Context, id string, opts client.ContainerStopOptions) (client.ContainerStopResult, error) {
-	if why := g.check(id, false); why != "" {
+	if why := firstReason(g.acting(), g.check(id, false)); why != "" {
 		return client.ContainerStopResult{}, &RefusedError{Op: "stop", ID: id, Why: why}
 	}
 	s, ok := g.Docker.(interface {
@@ -95,7 +108,7 @@ func (g *guardedDocker) ContainerStop(ctx context.Context, id string, opts clien
 
 // ContainerKill is guarded like ContainerStop.
 func (g *guardedDocker) ContainerKill(ctx context.Context, id string, opts client.ContainerKillOptions) (client.ContainerKillResult, error) {
-	if why := g.check(id, false); why != "" {
+	if why := firstReason(g.acting(), g.check(id, false)); why != "" {
 		return client.ContainerKillResult{}, &RefusedError{Op: "kill", ID: id, Why: why}
 	}
 	k, ok := g.Docker.(interface {
@@ -105,4 +118,14 @@ func (g *guardedDocker) ContainerKill(ctx context.Context, id string, opts clien
 		return client.ContainerKillResult{}, fmt.Errorf("kill %s: the Docker client cannot signal containers", id)
 	}
 	return k.ContainerKill(ctx, id, opts)
+}
+
+// firstReason returns the first non-empty reason.
+func firstReason(reasons ...string) string {
+	for _, r := range reasons {
+		if r != "" {
+			return r
+		}
+	}
+	return ""
 }

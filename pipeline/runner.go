@@ -88,7 +88,8 @@ const finalizeTimeout = 30 * time.Second
 // of the pipeline that write the exemption (exempt) are applied too,
 // wherever they stand, so their configured exemptions hold before any
 // later stage acts. And the Docker client stages get refuses to remove or
-// stop a container that is exempt, or that this run did not discover.
+// stop a container that is exempt, or that this run did not discover, and
+// refuses both to any stage whose contract does not say it acts.
 //
 // Hooks observe every stage (progress lines, the apply gate): Before runs
 // just before it, After right after it returned and before the engine
@@ -131,7 +132,7 @@ func run(ctx context.Context, env *Env, stages []StageInstance, hooks []Hook, re
 			continue
 		}
 		enforceInvariants(res.Batch)
-		guard.watch(res.Batch.Records)
+		guard.watch(res.Batch.Records, st)
 		senv := stageEnv(env, st)
 		for _, h := range hooks {
 			h.Before(senv, st, res.Batch)

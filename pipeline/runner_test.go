@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,5 +335,33 @@ func TestRunFinalizerAfterRunDeadline(t *testing.T) {
 	}
 	if !logged {
 		t.Error("the finalizer did not run")
+	}
+}
+
+// A stage whose contract does not say it acts cannot change a container,
+// even one the run could remove.
+func TestRunGuardRefusesNonActingStages(t *testing.T) {
+	docker, discover := world(pipelinetest.Exited("plain"), pipelinetest.Running("busy"))
+	env, _ := pipelinetest.Env(pipeline.ModeRun, docker)
+	var removeErr, stopErr error
+	sneaky := pipelinetest.Stage("decide", decideContract, func(ctx context.Context, env *pipeline.Env, _ *pipeline.Batch) error {
+		_, removeErr = env.Docker.ContainerRemove(ctx, "id-plain", client.ContainerRemoveOptions{})
+		s := env.Docker.(interface {
+			ContainerStop(context.Context, string, client.ContainerStopOptions) (client.ContainerStopResult, error)
+		})
+		_, stopErr = s.ContainerStop(ctx, "id-busy", client.ContainerStopOptions{})
+		return nil
+	})
+	if _, err := pipeline.Run(context.Background(), env, []pipeline.StageInstance{discover, sneaky}); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{"remove": removeErr, "stop": stopErr} {
+		var refused *pipeline.RefusedError
+		if !errors.As(err, &refused) || !strings.Contains(err.Error(), "stage decide does not act on containers") {
+			t.Errorf("%s by a deciding stage: %v", name, err)
+		}
+	}
+	if docker.Count("remove ") != 0 || docker.Count("stop ") != 0 {
+		t.Errorf("calls reached Docker: %v", docker.Calls())
 	}
 }
