@@ -41,7 +41,7 @@ type explainRule struct {
 func newExplainCmd(io IOStreams, g *globalOptions) *cobra.Command {
 	o := &runOptions{mode: pipeline.ModePlan}
 	cmd := &cobra.Command{
-		Use:   "explain CONTAINER PIPELINE",
+		Use:   "explain CONTAINER [PIPELINE]",
 		Short: "Say when a container will be removed or stopped, and why",
 		Long: `explain answers a container owner's question for one container (name, ID or ID
 prefix): the facts, every rule of the pipeline that applies with the file and line it
@@ -49,14 +49,19 @@ comes from (the pipeline's stage, the policy value used: the owner's group, a us
 override, a type entry, an exemption), the action and the instant it will happen, and
 what would change the outcome.
 
+PIPELINE defaults to the installed cleanup pipeline, ` + DefaultExplainPipeline + `.
+
 It runs the pipeline as plan does, so it agrees with plan at the same --now: nothing is
 removed, stopped, released or logged, no lock is taken, and report stages are not run.
 
 Exit codes: 0 answered (also when nothing will happen), 1 no such container or Docker
 unreachable, 78 configuration or usage error.`,
-		Args: cobra.ExactArgs(2),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.file = args[1]
+			o.file = explainPipeline
+			if len(args) == 2 {
+				o.file = args[1]
+			}
 			return explain(cmd, io, g, o, args[0])
 		},
 	}
@@ -66,6 +71,13 @@ unreachable, 78 configuration or usage error.`,
 	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of each Docker call")
 	return cmd
 }
+
+// DefaultExplainPipeline is the pipeline explain answers for when none is
+// named: the cleanup pipeline as `make install` and the package place it.
+const DefaultExplainPipeline = "/etc/ds01-pipe/pipelines/cleanup.hcl"
+
+// explainPipeline is DefaultExplainPipeline; tests point it elsewhere.
+var explainPipeline = DefaultExplainPipeline
 
 // dropper is a stage that leaves records out of the run (filter).
 type dropper interface {

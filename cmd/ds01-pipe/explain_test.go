@@ -142,6 +142,27 @@ func TestExplainAgreesWithPlan(t *testing.T) {
 	}
 }
 
+// TestExplainDefaultPipeline: without PIPELINE, explain reads the
+// installed cleanup pipeline.
+func TestExplainDefaultPipeline(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newCleanup(t, eng)
+	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
+	saved := explainPipeline
+	t.Cleanup(func() { explainPipeline = saved })
+	explainPipeline = filepath.Join(t.TempDir(), "missing.hcl")
+	code, _, errOut := cli(t, "explain", "--format", "json", c.Name)
+	if code != ExitConfigError || !strings.Contains(errOut, explainPipeline) {
+		t.Errorf("exit %d, stderr %q; want 78 naming %s", code, errOut, explainPipeline)
+	}
+	explainPipeline = f.pipeline
+	args := f.args("explain", "json", finishedAt(t, eng, c).Add(time.Hour))
+	args = append(args[:len(args)-1], c.Name)
+	if code, out, errOut := cli(t, args...); code != ExitOK || !strings.Contains(out, `"action": "remove"`) {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
 func TestExplainUnknownContainer(t *testing.T) {
 	eng := dockertest.New(t)
 	f := newCleanup(t, eng)
