@@ -358,8 +358,15 @@ func (f *yamlFile) policies(n *yaml.Node, what string, perGroup bool, into map[s
 			continue
 		}
 		th, known := thresholds[p.key]
-		if !known || (perGroup && !th.perGroup) {
+		switch {
+		case known && perGroup && !th.perGroup:
+			return f.errorf(p.keyNode, "%s: %q is a global setting: set it under the top-level policies", what, p.key)
+		case !known && thresholdLike(p.key):
 			return f.errorf(p.keyNode, "%s: unknown key %q%s", what, p.key, suggestKey(p.key, perGroup))
+		case !known:
+			// DS01's files carry settings no job reads (auto_stop_idle,
+			// checkpoint_warning, ...): they stay ignored, as DS01 does.
+			continue
 		}
 		v := deref(p.value)
 		if isNull(v) {
@@ -402,6 +409,22 @@ func (f *yamlFile) number(n *yaml.Node, what string, th threshold) (float64, err
 }
 
 func trimFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// thresholdLike reports whether an unknown policies key is meant as one of
+// the thresholds: a near miss of a known key, or a threshold's word.
+func thresholdLike(key string) bool {
+	for k := range thresholds {
+		if levenshtein.Distance(key, k, nil) < 4 {
+			return true
+		}
+	}
+	for _, w := range []string{"threshold", "window", "reduction"} {
+		if strings.Contains(key, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // suggestKey offers the closest known key for a typo.
 func suggestKey(key string, perGroup bool) string {

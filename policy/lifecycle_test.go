@@ -103,15 +103,16 @@ func TestLifecycleKeysRejected(t *testing.T) {
 		yaml string
 		want string
 	}{
-		"unknown global key": {"policies:\n  gpu_idle_treshold: 5\n", `limits.yaml:2:3: policies: unknown key "gpu_idle_treshold"; did you mean "gpu_idle_threshold"?`},
-		"unknown group key":  {"groups:\n  student:\n    policies:\n      high_demand_threshold: 0.5\n", `limits.yaml:4:7: groups.student.policies: unknown key "high_demand_threshold"`},
-		"gpu over 100":       {"policies:\n  gpu_idle_threshold: 150\n", `limits.yaml:2:23: policies.gpu_idle_threshold: 150 is out of range: want a number from 0 to 100 (percent)`},
-		"negative cpu":       {"groups:\n  r:\n    policies: {cpu_idle_threshold: -1}\n", `groups.r.policies.cpu_idle_threshold: -1 is out of range`},
-		"window fraction":    {"policies:\n  idle_detection_window: 2.5\n", `want a whole number from 1 to 1000`},
-		"window zero":        {"policies:\n  idle_detection_window: 0\n", `idle_detection_window: 0 is out of range`},
-		"reduction zero":     {"policies:\n  high_demand_idle_reduction: 0\n", `want a number above 0 to 1`},
-		"threshold text":     {"policies:\n  cpu_idle_threshold: high\n", `policies.cpu_idle_threshold: want a number (percent of one CPU), got a string "high"`},
-		"override key":       {"user_overrides:\n  bob:\n    policies: {idle_window: 3}\n", `user_overrides.bob.policies: unknown key "idle_window"`},
+		"unknown global key":  {"policies:\n  gpu_idle_treshold: 5\n", `limits.yaml:2:3: policies: unknown key "gpu_idle_treshold"; did you mean "gpu_idle_threshold"?`},
+		"global key in group": {"groups:\n  student:\n    policies:\n      high_demand_threshold: 0.5\n", `limits.yaml:4:7: groups.student.policies: "high_demand_threshold" is a global setting`},
+		"threshold word":      {"policies:\n  memory_idle_threshold: 5\n", `policies: unknown key "memory_idle_threshold"`},
+		"gpu over 100":        {"policies:\n  gpu_idle_threshold: 150\n", `limits.yaml:2:23: policies.gpu_idle_threshold: 150 is out of range: want a number from 0 to 100 (percent)`},
+		"negative cpu":        {"groups:\n  r:\n    policies: {cpu_idle_threshold: -1}\n", `groups.r.policies.cpu_idle_threshold: -1 is out of range`},
+		"window fraction":     {"policies:\n  idle_detection_window: 2.5\n", `want a whole number from 1 to 1000`},
+		"window zero":         {"policies:\n  idle_detection_window: 0\n", `idle_detection_window: 0 is out of range`},
+		"reduction zero":      {"policies:\n  high_demand_idle_reduction: 0\n", `want a number above 0 to 1`},
+		"threshold text":      {"policies:\n  cpu_idle_threshold: high\n", `policies.cpu_idle_threshold: want a number (percent of one CPU), got a string "high"`},
+		"override key":        {"user_overrides:\n  bob:\n    policies: {idle_window: 3}\n", `user_overrides.bob.policies: unknown key "idle_window"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -142,5 +143,16 @@ func TestHighDemandNullIsOff(t *testing.T) {
 	}
 	if !m.HighDemand().Off {
 		t.Error("high_demand_threshold: null does not turn high-demand mode off")
+	}
+}
+
+// Settings DS01's files carry and no job reads stay ignored.
+func TestUnusedPolicyKeysIgnored(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "limits.yaml")
+	if err := os.WriteFile(path, []byte("policies:\n  auto_stop_idle: true\n  checkpoint_warning: 1h\n  require_workspace_mount: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(Files{LimitsFile: path}); err != nil {
+		t.Errorf("Load = %v", err)
 	}
 }
