@@ -67,7 +67,8 @@ func (g *Gate) Apply(b *pipeline.Batch) {
 				}
 			}
 		}
-		if rec.Verdict.Action != pipeline.ActionRemove {
+		// Every acting verdict: remove, and the lifecycle's stop.
+		if !rec.Verdict.Action.Acts() {
 			continue
 		}
 		switch {
@@ -75,7 +76,7 @@ func (g *Gate) Apply(b *pipeline.Batch) {
 			rec.Verdict = pipeline.Verdict{
 				Action: pipeline.ActionSkip,
 				Reason: ReasonNotInPlan,
-				Detail: fmt.Sprintf("a run would remove it now (%s), but the plan does not list it", rec.Verdict.Reason),
+				Detail: fmt.Sprintf("a run would %s it now (%s), but the plan does not list it", rec.Verdict.Action, rec.Verdict.Reason),
 			}
 		case g.changed[id] != "":
 			rec.Verdict = pipeline.Verdict{

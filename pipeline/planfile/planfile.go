@@ -188,7 +188,7 @@ func New(env *pipeline.Env, batch *pipeline.Batch, src Source, created time.Time
 	}
 	p.VarsSHA256 = VarsHash(p.Vars)
 	for _, rec := range batch.Records {
-		if rec.Verdict.Action != pipeline.ActionRemove || !rec.Candidate() {
+		if !planned(rec) {
 			continue
 		}
 		gpus := append([]string{}, rec.ReleaseGPUs...)
