@@ -168,7 +168,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	}
 	if o.mode == pipeline.ModePlan && o.detailedExitCode {
 		for _, rec := range res.Batch.Records {
-			if rec.Verdict.Action == pipeline.ActionRemove {
+			if rec.Verdict.Action.Acts() { // remove, or the lifecycle's stop
 				return withCode(ExitChanges, errors.New(""))
 			}
 		}
