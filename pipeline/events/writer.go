@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -20,8 +21,9 @@ type Writer struct {
 	path string
 	f    *os.File
 	// repair is set when the file did not end in a newline when it was
-	// opened: the first line then starts with one (see writeLine).
-	repair bool
+	// opened: the first line then starts with one (see writeLine). Atomic:
+	// goroutines share a Writer, and exactly one line may carry the newline.
+	repair atomic.Bool
 	host   string // Event.Host of events written without one
 }
 
@@ -57,7 +59,9 @@ func OpenFile(path string) (*Writer, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
 	}
-	return &Writer{path: path, f: f, repair: !endsInNewline(f), host: hostname()}, nil
+	w := &Writer{path: path, f: f, host: hostname()}
+	w.repair.Store(!endsInNewline(f))
+	return w, nil
 }
 
 // hostname is the node's name for Event.Host. A host whose name cannot be
@@ -105,10 +109,12 @@ func (w *Writer) writeLine(line []byte) error {
 	}
 	var n int
 	var werr error
+	// The one line that repairs the file is the one that clears the flag.
+	repair := w.repair.CompareAndSwap(true, false)
+	if repair {
+		line = append([]byte{'\n'}, line...)
+	}
 	err = rc.Write(func(fd uintptr) bool {
-		if w.repair {
-			line = append([]byte{'\n'}, line...)
-		}
 		n, werr = write(fd, line)
 		if werr == nil && n > 0 && n < len(line) {
 			// Best effort: end the partial line, so the next appender's
@@ -122,9 +128,11 @@ func (w *Writer) writeLine(line []byte) error {
 		err = werr
 	}
 	if err != nil {
+		if repair && n == 0 {
+			w.repair.Store(true) // nothing written: the next line repairs
+		}
 		return fmt.Errorf("events file %s: write: %w", w.path, err)
 	}
-	w.repair = false
 	if n != len(line) {
 		return fmt.Errorf("events file %s: short write: %d of %d bytes", w.path, n, len(line))
 	}
