@@ -11,18 +11,15 @@ import (
 	_ "embed" // the sample stage block
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/events"
-	"github.com/ds01/ds01-pipe/stages/discover"
 )
 
 // Kind is the stage kind as written in pipeline files.
@@ -182,7 +179,7 @@ func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline
 		rec.Outcome = failed("re-inspect", err)
 		return
 	}
-	if what, changed := Changed(rec.Container, now); changed {
+	if what, changed := dockerfacts.Changed(rec.Container, now); changed {
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
 		return
 	}
@@ -273,7 +270,7 @@ func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Re
 		case now.State == pipeline.StateRemoving:
 			// A removal is under way: look again until it is done.
 		default:
-			if what, changed := Changed(rec.Container, now); changed {
+			if what, changed := dockerfacts.Changed(rec.Container, now); changed {
 				return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
 			}
 			if looks++; looks == settleLooks {
@@ -327,7 +324,7 @@ func conflict(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, remo
 	case cerrdefs.IsNotFound(err):
 		return pipeline.Outcome{Status: pipeline.OutcomeGone}
 	case err == nil && now.State.Live():
-		what, _ := Changed(rec.Container, now)
+		what, _ := dockerfacts.Changed(rec.Container, now)
 		return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
 	default:
 		return failed("remove", removeErr)
@@ -335,14 +332,8 @@ func conflict(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, remo
 }
 
 func inspect(ctx context.Context, env *pipeline.Env, id string) (pipeline.Container, error) {
-	callCtx, cancel := env.Call(ctx)
-	defer cancel()
-	res, err := env.Docker.ContainerInspect(callCtx, id, client.ContainerInspectOptions{})
-	env.Stats.InspectCalls.Add(1)
-	if err != nil {
-		return pipeline.Container{}, err
-	}
-	return Fingerprint(res.Container), nil
+	c, _, err := dockerfacts.Inspect(ctx, env, id)
+	return c, err
 }
 
 func failed(op string, err error) pipeline.Outcome {
@@ -362,100 +353,6 @@ func logOutcome(env *pipeline.Env, rec *pipeline.Record) {
 		return
 	}
 	l.Debug("remove")
-}
-
-// Fingerprint returns the facts of an inspected container that Changed
-// compares: ID, name, state, start and finish times, restart count and
-// labels. Timestamps are read as discover reads them, so a fingerprint
-// and a discovered Container compare equal when nothing changed.
-func Fingerprint(c container.InspectResponse) pipeline.Container {
-	out := pipeline.Container{
-		ID:           c.ID,
-		Name:         strings.TrimPrefix(c.Name, "/"),
-		RestartCount: c.RestartCount,
-	}
-	if c.State != nil {
-		out.State = pipeline.State(c.State.Status)
-		// An unparseable time reads as "never" on both sides, as in discover.
-		out.StartedAt, _, _ = discover.ParseDockerTime(c.State.StartedAt)
-		out.FinishedAt, _, _ = discover.ParseDockerTime(c.State.FinishedAt)
-	}
-	if c.Config != nil {
-		out.Labels = c.Config.Labels
-	}
-	return out
-}
-
-// Changed compares what discovery saw (before) with a later look at the
-// same container (after). It reports whether the container must be left
-// alone and, if so, says what changed: "state exited -> running",
-// "restarted", "renamed a -> b", "relabelled: ...", joined by "; ". A live
-// container is always changed: nothing live is ever removed. Labels with
-// no entries compare equal whether the map is nil or empty.
-func Changed(before, after pipeline.Container) (string, bool) {
-	var what []string
-	switch {
-	case before.State != after.State:
-		what = append(what, fmt.Sprintf("state %s -> %s", before.State, after.State))
-	case after.State.Live():
-		what = append(what, fmt.Sprintf("container is %s", after.State))
-	}
-	if !before.StartedAt.Equal(after.StartedAt) {
-		what = append(what, fmt.Sprintf("started again (StartedAt %s -> %s)", stamp(before.StartedAt), stamp(after.StartedAt)))
-	}
-	if !before.FinishedAt.Equal(after.FinishedAt) {
-		what = append(what, fmt.Sprintf("finished again (FinishedAt %s -> %s)", stamp(before.FinishedAt), stamp(after.FinishedAt)))
-	}
-	if before.RestartCount != after.RestartCount {
-		what = append(what, fmt.Sprintf("restarted (restart count %d -> %d)", before.RestartCount, after.RestartCount))
-	}
-	if before.Name != after.Name {
-		what = append(what, fmt.Sprintf("renamed %s -> %s", before.Name, after.Name))
-	}
-	if d := labelDiff(before.Labels, after.Labels); d != "" {
-		what = append(what, "relabelled: "+d)
-	}
-	return strings.Join(what, "; "), len(what) > 0
-}
-
-// labelDiff names the label keys that were added, removed or changed, in
-// key order. Values are left out: a label value may be long or private,
-// and the key says enough to find it.
-func labelDiff(before, after map[string]string) string {
-	if maps.Equal(before, after) {
-		return ""
-	}
-	var added, removed, changed []string
-	for k, v := range after {
-		if old, ok := before[k]; !ok {
-			added = append(added, k)
-		} else if old != v {
-			changed = append(changed, k)
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			removed = append(removed, k)
-		}
-	}
-	var parts []string
-	for _, p := range []struct {
-		verb string
-		keys []string
-	}{{"added", added}, {"removed", removed}, {"changed", changed}} {
-		if len(p.keys) > 0 {
-			slices.Sort(p.keys)
-			parts = append(parts, p.verb+" "+strings.Join(p.keys, ", "))
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // Event returns DS01's container.remove event for a removed container

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
@@ -65,11 +65,17 @@ func neverStarted(id, name string) container.InspectResponse {
 	}
 }
 
+// facts is what discovery reads of c.
+func facts(c container.InspectResponse) pipeline.Container {
+	f, _ := dockerfacts.FromInspect(c)
+	return f
+}
+
 // target is the record discovery, attribute, classify and decide would
 // build for c, with a hold_expired remove verdict.
 func target(c container.InspectResponse) *pipeline.Record {
 	return &pipeline.Record{
-		Container: Fingerprint(c),
+		Container: facts(c),
 		Owner:     pipeline.Owner{Name: "alice", Source: pipeline.OwnerFromUser},
 		Type:      "atomic",
 		Verdict: pipeline.Verdict{
@@ -580,85 +586,6 @@ func TestContextCancelledMidway(t *testing.T) {
 	want := []string{"container.remove proj-0", "container.remove proj-1", "gpu.release proj-0", "gpu.release proj-1"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("events %q, want %q", got, want)
-	}
-}
-
-func TestChanged(t *testing.T) {
-	base := pipeline.Container{
-		ID: "x", Name: "proj", State: pipeline.StateExited,
-		StartedAt: started, FinishedAt: finished, RestartCount: 1,
-		Labels: map[string]string{"a": "1", "b": "2"},
-		// Facts that are not part of the fingerprint.
-		Image: "img:1", PID: 0, ExitCode: 3,
-	}
-	tests := []struct {
-		name   string
-		change func(c *pipeline.Container)
-		want   string
-	}{
-		{"identical", func(*pipeline.Container) {}, ""},
-		{"other facts do not count", func(c *pipeline.Container) { c.Image, c.ExitCode = "img:2", 0 }, ""},
-		{"same instant in another zone", func(c *pipeline.Container) { c.StartedAt = started.In(time.FixedZone("CET", 3600)) }, ""},
-		{"state", func(c *pipeline.Container) { c.State = pipeline.StateDead }, "state exited -> dead"},
-		{"restart count", func(c *pipeline.Container) { c.RestartCount = 4 }, "restarted (restart count 1 -> 4)"},
-		{"renamed", func(c *pipeline.Container) { c.Name = "other" }, "renamed proj -> other"},
-		{"label removed", func(c *pipeline.Container) { delete(c.Labels, "b") }, "relabelled: removed b"},
-		{"labels all ways", func(c *pipeline.Container) {
-			c.Labels = map[string]string{"a": "9", "z": "1", "c": ""}
-		}, "relabelled: added c, z; removed b; changed a"},
-		{"started", func(c *pipeline.Container) { c.StartedAt = started.Add(time.Second) },
-			"started again (StartedAt 2026-02-14T09:00:01.123456789Z -> 2026-02-14T09:00:02.123456789Z)"},
-		{"finished", func(c *pipeline.Container) { c.FinishedAt = time.Time{} },
-			"finished again (FinishedAt 2026-02-15T12:05:03.987654321Z -> never)"},
-		{"several", func(c *pipeline.Container) { c.State = pipeline.StateRunning; c.Name = "n"; c.Labels["a"] = "0" },
-			"state exited -> running; renamed proj -> n; relabelled: changed a"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			after := base
-			after.Labels = maps.Clone(base.Labels)
-			tt.change(&after)
-			got, changed := Changed(base, after)
-			if got != tt.want || changed != (tt.want != "") {
-				t.Errorf("Changed = %q, %v; want %q, %v", got, changed, tt.want, tt.want != "")
-			}
-		})
-	}
-
-	t.Run("nil and empty labels are equal", func(t *testing.T) {
-		a, b := base, base
-		a.Labels, b.Labels = nil, map[string]string{}
-		if what, changed := Changed(a, b); changed {
-			t.Errorf("Changed = %q, true", what)
-		}
-	})
-	t.Run("live is always changed", func(t *testing.T) {
-		for _, s := range []pipeline.State{pipeline.StateRunning, pipeline.StatePaused, pipeline.StateRestarting} {
-			live := base
-			live.State = s
-			if what, changed := Changed(live, live); !changed || what != "container is "+string(s) {
-				t.Errorf("Changed(%s, %s) = %q, %v; want changed", s, s, what, changed)
-			}
-		}
-	})
-}
-
-// Fingerprint reads timestamps as discover does, so an unchanged container
-// compares equal to its discovered record whatever Docker's precision.
-func TestFingerprint(t *testing.T) {
-	c := exited("x", "proj", map[string]string{"k": "v"})
-	c.RestartCount = 2
-	got := Fingerprint(c)
-	want := pipeline.Container{ID: "x", Name: "proj", State: pipeline.StateExited, StartedAt: started,
-		FinishedAt: finished, RestartCount: 2, Labels: map[string]string{"k": "v"}}
-	if what, changed := Changed(want, got); changed || got.ID != want.ID {
-		t.Errorf("Fingerprint = %+v; differs from %+v: %s", got, want, what)
-	}
-	if z := Fingerprint(neverStarted("n", "new")); !z.StartedAt.IsZero() || !z.FinishedAt.IsZero() {
-		t.Errorf("Docker's zero time read as %v / %v, want zero", z.StartedAt, z.FinishedAt)
-	}
-	if e := Fingerprint(container.InspectResponse{ID: "e"}); e.State != "" || e.Labels != nil {
-		t.Errorf("Fingerprint of an empty response = %+v", e)
 	}
 }
 

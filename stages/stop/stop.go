@@ -28,8 +28,8 @@ import (
 
 	"github.com/ds01/ds01-pipe/nvml"
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/events"
-	"github.com/ds01/ds01-pipe/stages/remove"
 )
 
 // Kind is the stage kind as written in pipeline files.
@@ -255,16 +255,8 @@ func callTimeout(env *pipeline.Env) time.Duration {
 }
 
 func inspect(ctx context.Context, env *pipeline.Env, id string) (pipeline.Container, error) {
-	callCtx, cancel := env.Call(ctx)
-	defer cancel()
-	res, err := env.Docker.ContainerInspect(callCtx, id, client.ContainerInspectOptions{})
-	if env.Stats != nil {
-		env.Stats.InspectCalls.Add(1)
-	}
-	if err != nil {
-		return pipeline.Container{}, err
-	}
-	return remove.Fingerprint(res.Container), nil
+	c, _, err := dockerfacts.Inspect(ctx, env, id)
+	return c, err
 }
 
 // sameRun reports what makes now a different container run than the one
@@ -278,7 +270,7 @@ func sameRun(before, now pipeline.Container) (string, bool) {
 	case before.Name != now.Name:
 		return fmt.Sprintf("renamed %s -> %s", before.Name, now.Name), true
 	}
-	if what, changed := remove.Changed(pipeline.Container{Labels: before.Labels}, pipeline.Container{Labels: now.Labels}); changed {
+	if what, changed := dockerfacts.Changed(pipeline.Container{Labels: before.Labels}, pipeline.Container{Labels: now.Labels}); changed {
 		return what, true
 	}
 	return "", false
