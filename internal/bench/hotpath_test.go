@@ -2,8 +2,9 @@ package main
 
 // Go benchmarks of pure per-container work that has no benchmark in its own
 // package (`make gobench` runs them with the others): reading GPU claims,
-// parsing Docker timestamps, the remove stage's changed-container check,
 // and building and encoding the JSON report. They need no Docker engine.
+// Docker timestamps and the changed-container check are benchmarked in
+// pipeline/dockerfacts.
 
 import (
 	"fmt"
@@ -16,8 +17,6 @@ import (
 	"github.com/ds01/ds01-pipe/nvml"
 	"github.com/ds01/ds01-pipe/pipeline"
 	pipereport "github.com/ds01/ds01-pipe/pipeline/report"
-	"github.com/ds01/ds01-pipe/stages/discover"
-	"github.com/ds01/ds01-pipe/stages/remove"
 )
 
 // simSnapshot returns the benchmark's simulated GPUs as a snapshot.
@@ -74,31 +73,6 @@ func BenchmarkClaims(b *testing.B) {
 		claims, _, warnings := pipeline.Claims(&c, snap)
 		if len(claims) != 5 || len(warnings) != 0 {
 			b.Fatalf("claims %v, warnings %v", claims, warnings)
-		}
-	}
-}
-
-func BenchmarkParseDockerTime(b *testing.B) {
-	const stamp = "2026-02-16T15:50:03.412345678Z"
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, ok, err := discover.ParseDockerTime(stamp); !ok || err != nil {
-			b.Fatal(ok, err)
-		}
-	}
-}
-
-func BenchmarkChanged(b *testing.B) {
-	before := benchContainer(1)
-	after := before
-	after.Labels = make(map[string]string, len(before.Labels))
-	for k, v := range before.Labels {
-		after.Labels[k] = v
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if what, changed := remove.Changed(before, after); changed {
-			b.Fatal(what)
 		}
 	}
 }

@@ -262,3 +262,27 @@ func TestLabelsHash(t *testing.T) {
 		t.Errorf("hash of no labels %s, want sha256 of nothing", got)
 	}
 }
+
+func BenchmarkParseTime(b *testing.B) {
+	const stamp = "2026-02-16T15:50:03.412345678Z"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := dockerfacts.ParseTime(stamp); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func BenchmarkChanged(b *testing.B) {
+	before, _ := dockerfacts.FromInspect(inspectAnswer())
+	before.Labels = map[string]string{"ds01.user": "alice", "ds01.managed": "true", "ds01.container_type": "atomic",
+		"ds01.gpu.uuid": "GPU-b0000000-0000-4000-8000-000000000001", "com.docker.compose.project": "proj"}
+	after := before
+	after.Labels = maps.Clone(before.Labels)
+	b.ReportAllocs()
+	for b.Loop() {
+		if what, changed := dockerfacts.Changed(before, after); changed {
+			b.Fatal(what)
+		}
+	}
+}

@@ -12,13 +12,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 )
 
 //go:embed sample.hcl
@@ -114,10 +114,7 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		index[r] = i
 	}
 	err = pipeline.ForEach(ctx, recs, s.Workers, func(ctx context.Context, rec *pipeline.Record) {
-		callCtx, cancel := env.Call(ctx)
-		defer cancel()
-		res, err := env.Docker.ContainerInspect(callCtx, rec.Container.ID, client.ContainerInspectOptions{})
-		env.Stats.InspectCalls.Add(1)
+		facts, warnings, err := dockerfacts.Inspect(ctx, env, rec.Container.ID)
 		switch {
 		case cerrdefs.IsNotFound(err):
 			vanished[index[rec]] = true
@@ -130,7 +127,10 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: rec.Incomplete}
 			rec.Verdict = pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: "could not inspect"}
 		default:
-			fill(rec, res.Container)
+			rec.Container = facts
+			for _, w := range warnings {
+				rec.Warn(w)
+			}
 		}
 	})
 	if err != nil {
@@ -188,69 +188,4 @@ func summaryName(item container.Summary) string {
 		}
 	}
 	return strings.TrimPrefix(item.Names[0], "/")
-}
-
-// fill copies the inspected facts into the record.
-func fill(rec *pipeline.Record, c container.InspectResponse) {
-	out := &rec.Container
-	out.ID = c.ID
-	out.Name = strings.TrimPrefix(c.Name, "/")
-	out.Created = parseTime(rec, "Created", c.Created)
-	if c.State != nil {
-		out.State = pipeline.State(c.State.Status)
-		out.ExitCode = c.State.ExitCode
-		out.PID = c.State.Pid
-		out.StartedAt = parseTime(rec, "StartedAt", c.State.StartedAt)
-		out.FinishedAt = parseTime(rec, "FinishedAt", c.State.FinishedAt)
-	}
-	out.RestartCount = c.RestartCount
-	if c.Config != nil {
-		out.Image = c.Config.Image
-		out.Labels = c.Config.Labels
-		for _, kv := range c.Config.Env {
-			if v, ok := strings.CutPrefix(kv, "NVIDIA_VISIBLE_DEVICES="); ok {
-				out.VisibleDevices, out.HasVisibleDevices = v, true
-			}
-		}
-	}
-	if hc := c.HostConfig; hc != nil {
-		out.Runtime = hc.Runtime
-		out.CgroupParent = hc.CgroupParent
-		out.AutoRemove = hc.AutoRemove
-		out.DeviceRequests = out.DeviceRequests[:0]
-		for _, r := range hc.DeviceRequests {
-			out.DeviceRequests = append(out.DeviceRequests, pipeline.DeviceRequest{
-				Driver: r.Driver, Count: r.Count, DeviceIDs: r.DeviceIDs, Capabilities: r.Capabilities,
-			})
-		}
-	}
-}
-
-// parseTime reads a Docker timestamp as UTC. Docker writes nanoseconds and
-// "0001-01-01T00:00:00Z" for "never"; both are handled (DS01 B-19).
-func parseTime(rec *pipeline.Record, field, s string) time.Time {
-	t, ok, err := ParseDockerTime(s)
-	if err != nil {
-		rec.Warn(fmt.Sprintf("%s: %v", field, err))
-	}
-	if !ok {
-		return time.Time{}
-	}
-	return t
-}
-
-// ParseDockerTime parses a Docker API timestamp. ok is false for an empty
-// value and for Docker's zero time, which mean "never".
-func ParseDockerTime(s string) (t time.Time, ok bool, err error) {
-	if s == "" {
-		return time.Time{}, false, nil
-	}
-	t, err = time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("unparseable timestamp %q", s)
-	}
-	if t.Year() <= 1 {
-		return time.Time{}, false, nil
-	}
-	return t.UTC(), true, nil
 }

@@ -12,30 +12,6 @@ import (
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
-func TestParseDockerTime(t *testing.T) {
-	cases := []struct {
-		in     string
-		want   time.Time
-		ok     bool
-		hasErr bool
-	}{
-		{"2026-02-16T15:50:03.412345678Z", time.Date(2026, 2, 16, 15, 50, 3, 412345678, time.UTC), true, false},
-		{"2026-02-16T17:50:03+02:00", time.Date(2026, 2, 16, 15, 50, 3, 0, time.UTC), true, false},
-		{"0001-01-01T00:00:00Z", time.Time{}, false, false},
-		{"", time.Time{}, false, false},
-		{"yesterday", time.Time{}, false, true},
-	}
-	for _, c := range cases {
-		got, ok, err := ParseDockerTime(c.in)
-		if !got.Equal(c.want) || ok != c.ok || (err != nil) != c.hasErr {
-			t.Errorf("ParseDockerTime(%q) = %v, %v, %v", c.in, got, ok, err)
-		}
-		if ok && got.Location() != time.UTC {
-			t.Errorf("%q not in UTC", c.in)
-		}
-	}
-}
-
 func TestInitRejectsBadConfig(t *testing.T) {
 	for _, s := range []*Stage{{Workers: 0}, {Workers: 8, States: []string{"stopped"}}} {
 		if err := s.Init(); err == nil {
