@@ -262,6 +262,9 @@ func TestLifecycleIdleStopAndRemove(t *testing.T) {
 	before := f.stateDump(t)
 	prep := f.must(t, "plan", m(105))
 	prep.line(t, idle).expect(t, "plan 105m", "stop", "idle_timeout", "planned")
+	if code, _, errOut := f.exec(t, "plan", m(105), "--detailed-exitcode"); code != ExitChanges {
+		t.Errorf("plan --detailed-exitcode with a stop planned: exit %d, want 4\n%s", code, errOut)
+	}
 	if after := f.stateDump(t); after != before {
 		t.Errorf("plan changed the state store")
 	}
