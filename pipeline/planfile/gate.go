@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 )
 
 // Reasons the gate gives a container it takes a remove verdict from.
@@ -89,7 +90,7 @@ func (g *Gate) Apply(b *pipeline.Batch) {
 }
 
 func changedSince(planned Container, now pipeline.Container) string {
-	what := planned.Fingerprint.Diff(FingerprintOf(now))
+	what := planned.Fingerprint.Diff(dockerfacts.Of(now))
 	if planned.Name != "" && planned.Name != now.Name {
 		rename := fmt.Sprintf("renamed %s -> %s", planned.Name, now.Name)
 		if what == "" {

@@ -26,13 +26,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 )
 
 // FormatVersion is the version of the plan file format this package writes
@@ -74,83 +72,15 @@ type Container struct {
 }
 
 // Fingerprint is what must not have changed for apply to act on a
-// container. Times are RFC 3339 (UTC, nanoseconds); "" means never.
-type Fingerprint struct {
-	State        string `json:"state"`
-	StartedAt    string `json:"started_at"`
-	FinishedAt   string `json:"finished_at"`
-	RestartCount int    `json:"restart_count"`
-	// LabelsSHA256 is the sha256 of the sorted lines "key"="value" (each
-	// key and value quoted as Go's strconv.Quote does, one line per label,
-	// each ending in a newline).
-	LabelsSHA256 string `json:"labels_sha256"`
-}
+// container: the one fingerprint of Docker's facts (state, start and
+// finish times, restart count, a hash of the labels), whose JSON keys are
+// this file format's.
+type Fingerprint = dockerfacts.Fingerprint
 
-// FingerprintOf returns the fingerprint of a container's facts.
-func FingerprintOf(c pipeline.Container) Fingerprint {
-	return Fingerprint{
-		State:        string(c.State),
-		StartedAt:    stamp(c.StartedAt),
-		FinishedAt:   stamp(c.FinishedAt),
-		RestartCount: c.RestartCount,
-		LabelsSHA256: LabelsHash(c.Labels),
-	}
-}
-
-// LabelsHash is the sha256 of a label set, independent of map order; nil
-// and empty label sets hash alike.
-func LabelsHash(labels map[string]string) string { return pairsHash(labels) }
-
-// VarsHash is the sha256 of a plan's variables, computed as LabelsHash.
-func VarsHash(vars map[string]string) string { return pairsHash(vars) }
-
-// pairsHash hashes a string map independent of its order: the sorted lines
-// "key"="value" (quoted as strconv.Quote does), each ending in a newline.
-func pairsHash(m map[string]string) string {
-	lines := make([]string, 0, len(m))
-	for k, v := range m {
-		lines = append(lines, strconv.Quote(k)+"="+strconv.Quote(v)+"\n")
-	}
-	slices.Sort(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "")))
-	return hex.EncodeToString(sum[:])
-}
-
-// Diff says how a later fingerprint differs from the planned one, or ""
-// when it does not.
-func (f Fingerprint) Diff(now Fingerprint) string {
-	var what []string
-	if f.State != now.State {
-		what = append(what, fmt.Sprintf("state %s -> %s", f.State, now.State))
-	}
-	if f.StartedAt != now.StartedAt {
-		what = append(what, fmt.Sprintf("started again (StartedAt %s -> %s)", never(f.StartedAt), never(now.StartedAt)))
-	}
-	if f.FinishedAt != now.FinishedAt {
-		what = append(what, fmt.Sprintf("finished again (FinishedAt %s -> %s)", never(f.FinishedAt), never(now.FinishedAt)))
-	}
-	if f.RestartCount != now.RestartCount {
-		what = append(what, fmt.Sprintf("restarted (restart count %d -> %d)", f.RestartCount, now.RestartCount))
-	}
-	if f.LabelsSHA256 != now.LabelsSHA256 {
-		what = append(what, "relabelled")
-	}
-	return strings.Join(what, "; ")
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func never(s string) string {
-	if s == "" {
-		return "never"
-	}
-	return s
-}
+// VarsHash is the sha256 of a plan's variables, computed as the labels'
+// hash of a fingerprint (dockerfacts.LabelsHash): independent of map
+// order, each key and value quoted.
+func VarsHash(vars map[string]string) string { return dockerfacts.LabelsHash(vars) }
 
 // Source is what a plan was made from.
 type Source struct {
@@ -195,7 +125,7 @@ func New(env *pipeline.Env, batch *pipeline.Batch, src Source, created time.Time
 		p.Containers = append(p.Containers, Container{
 			ID:          rec.Container.ID,
 			Name:        rec.Container.Name,
-			Fingerprint: FingerprintOf(rec.Container),
+			Fingerprint: dockerfacts.Of(rec.Container),
 			Verdict:     string(rec.Verdict.Action),
 			Reason:      string(rec.Verdict.Reason),
 			Owner:       rec.Owner.Name,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/pipelinetest"
 )
 
@@ -29,53 +30,6 @@ func remove(c pipeline.Container) *pipeline.Record {
 		Owner:     pipeline.Owner{Name: "alice", Source: pipeline.OwnerFromUser},
 		Type:      "docker",
 		Verdict:   pipeline.Verdict{Action: pipeline.ActionRemove, Reason: pipeline.ReasonHoldExpired},
-	}
-}
-
-func TestLabelsHash(t *testing.T) {
-	a := LabelsHash(map[string]string{"a": "1", "b": "2"})
-	if b := LabelsHash(map[string]string{"b": "2", "a": "1"}); a != b {
-		t.Error("the hash depends on map order")
-	}
-	if LabelsHash(nil) != LabelsHash(map[string]string{}) {
-		t.Error("nil and empty labels hash differently")
-	}
-	// Quoting keeps "a=b" + "c" apart from "a" + "b=c".
-	if LabelsHash(map[string]string{"a=b": "c"}) == LabelsHash(map[string]string{"a": "b=c"}) {
-		t.Error("ambiguous label encoding")
-	}
-	if len(a) != 64 {
-		t.Errorf("not a hex sha256: %q", a)
-	}
-}
-
-func TestFingerprintDiff(t *testing.T) {
-	before := container("c1", "x", pipeline.StateExited, map[string]string{"k": "v"})
-	cases := []struct {
-		name   string
-		change func(c *pipeline.Container)
-		want   string
-	}{
-		{"same", func(*pipeline.Container) {}, ""},
-		{"started again", func(c *pipeline.Container) {
-			c.State = pipeline.StateRunning
-			c.StartedAt = t0
-		}, "state exited -> running; started again"},
-		{"restarted", func(c *pipeline.Container) { c.RestartCount = 1 }, "restarted (restart count 0 -> 1)"},
-		{"relabelled", func(c *pipeline.Container) { c.Labels = map[string]string{"k": "w"} }, "relabelled"},
-		{"finished again", func(c *pipeline.Container) { c.FinishedAt = t0 }, "finished again"},
-	}
-	for _, c := range cases {
-		after := before
-		c.change(&after)
-		got := FingerprintOf(before).Diff(FingerprintOf(after))
-		if (c.want == "") != (got == "") || !strings.HasPrefix(got, c.want) {
-			t.Errorf("%s: Diff = %q, want prefix %q", c.name, got, c.want)
-		}
-	}
-	never := FingerprintOf(container("c2", "y", pipeline.StateCreated, nil))
-	if never.StartedAt != "" || never.FinishedAt != "" || never.State != "created" {
-		t.Errorf("a never-started container's fingerprint: %+v", never)
 	}
 }
 
@@ -167,7 +121,7 @@ func TestWriteRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Pipeline != "p" || !got.Created.Equal(t0) || len(got.Containers) != 1 || got.Vars["prefix"] != "a" ||
-		got.Containers[0].Fingerprint != FingerprintOf(container("c", "c", pipeline.StateExited, nil)) {
+		got.Containers[0].Fingerprint != dockerfacts.Of(container("c", "c", pipeline.StateExited, nil)) {
 		t.Errorf("read back: %+v", got)
 	}
 
