@@ -53,6 +53,11 @@ pipeline "lifecycle" {
   timeout     = "10m"
   lock_file   = var.lock_file
 
+  # DS01 keeps its configuration under /opt/ds01-infra, owned root:ds-admin
+  # and group-writable: members of ds-admin may write the files this
+  # pipeline reads. A host without that group trusts root alone.
+  trusted_groups = ["ds-admin"]
+
   policy {
     limits_file     = "${var.ds01_config}/resource-limits.yaml"
     groups_dir      = "${var.ds01_config}/groups"
