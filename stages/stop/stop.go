@@ -156,7 +156,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		idle := rec.Lifecycle != nil && rec.Lifecycle.StopFor == pipeline.ReasonIdleTimeout
 		batch.Emit(Event(env, rec, time.Now()))
 		lines = append(lines, syslogLine(rec, idle))
-		if idle && rec.Outcome.Status == pipeline.OutcomeStopped {
+		if idle {
+			// Gone too: a --rm container the engine removed on its stop
+			// still has its GPU release recorded.
 			idleStopped = append(idleStopped, rec)
 		}
 	}
@@ -301,7 +303,9 @@ func (s *Stage) handOver(snap *nvml.Snapshot, recs []*pipeline.Record) {
 			Action: pipeline.ActionRemove, Reason: pipeline.ReasonIdleStopped,
 			Rule: v.Rule, Clock: pipeline.ClockFinished, HasLimit: true, Detail: detail,
 		}
-		rec.Outcome = pipeline.Outcome{}
+		if rec.Outcome.Status == pipeline.OutcomeStopped {
+			rec.Outcome = pipeline.Outcome{} // the remove stage's to set
+		}
 		rec.ReleaseGPUs = nil
 		for _, g := range rec.GPUs {
 			if g.Source != pipeline.ClaimNVML && !slices.Contains(rec.ReleaseGPUs, g.UUID) {

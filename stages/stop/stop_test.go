@@ -176,3 +176,24 @@ func TestIdleStoppedButGPUBusy(t *testing.T) {
 		t.Errorf("detail %q", r.Verdict.Detail)
 	}
 }
+
+// A --rm container the engine removes on its stop counts as stopped
+// (gone): its idle_kill is written and its GPU release recorded.
+func TestIdleStopOfAutoRemoveContainer(t *testing.T) {
+	s, _ := newStage(t)
+	r := stopping("rm", pipeline.ReasonIdleTimeout)
+	d := pipelinetest.NewDocker(pipelinetest.Response(r))
+	d.AfterInspect = func(id string) { d.Delete(id) }
+	env, _ := pipelinetest.Env(pipeline.ModeRun, d)
+	b := &pipeline.Batch{Records: []*pipeline.Record{r}}
+	if err := s.Process(context.Background(), env, b); err != nil {
+		t.Fatal(err)
+	}
+	evs := b.TakeEvents()
+	if r.Outcome.Status != pipeline.OutcomeGone || len(evs) != 1 || evs[0].Type != events.IdleKill {
+		t.Errorf("outcome %+v, events %+v", r.Outcome, evs)
+	}
+	if !slices.Equal(r.ReleaseGPUs, []string{"GPU-rm"}) || r.Verdict.Reason != pipeline.ReasonIdleStopped {
+		t.Errorf("release %v, verdict %+v", r.ReleaseGPUs, r.Verdict)
+	}
+}
