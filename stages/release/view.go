@@ -10,11 +10,11 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ds01/ds01-pipe/nvml"
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 )
 
@@ -212,12 +212,7 @@ func (m *membership) inspect(id string) error {
 	if err, ok := m.inspected[id]; ok {
 		return err
 	}
-	ctx, cancel := m.env.Call(m.ctx)
-	_, err := m.env.Docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	cancel()
-	if m.env.Stats != nil {
-		m.env.Stats.InspectCalls.Add(1)
-	}
+	_, _, err := dockerfacts.Inspect(m.ctx, m.env, id)
 	m.inspected[id] = err
 	return err
 }
