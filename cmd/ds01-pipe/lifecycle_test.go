@@ -382,6 +382,20 @@ func TestLifecycleRuntime(t *testing.T) {
 	if n := len(eventsOfType(evs, "container.remove")); n != 0 {
 		t.Errorf("%d removals: a runtime stop leaves the container to the cleanup holds", n)
 	}
+
+	// `ds01-pipe state` shows the store: the stopped container is pruned,
+	// rex's run is there with its exemption event remembered.
+	code, out, errOut := cli(t, "state", "--state-dir", f.stateDir, "--format", "json")
+	var doc stateDocument
+	if code != ExitOK || json.Unmarshal([]byte(out), &doc) != nil {
+		t.Fatalf("state: exit %d\n%s%s", code, out, errOut)
+	}
+	if len(doc.Containers) != 1 || doc.Containers[0].ContainerID != rex.ID || doc.Containers[0].RuntimeExemptAt.IsZero() || len(doc.Runs) != 4 {
+		t.Errorf("state: %+v", doc)
+	}
+	if code, out, _ := cli(t, "state", "--state-dir", f.stateDir); code != ExitOK || !strings.Contains(out, rex.Name) || !strings.Contains(out, "runtime-exempt") {
+		t.Errorf("state table: exit %d\n%s", code, out)
+	}
 }
 
 // #27: a keep-alive file modified 2 h ago keeps an idle container; #28: one
