@@ -45,6 +45,19 @@ func (s IOStreams) outIsTerminal() bool {
 // anything but "", https://no-color.org).
 func noColor() bool { return lookupEnv("NO_COLOR") != "" }
 
+// outWidth is the width of the terminal stdout is, or 0 when stdout is
+// not a terminal (a file, a pipe): the table then cuts nothing.
+func (s IOStreams) outWidth() int {
+	f, ok := s.Out.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+		return w
+	}
+	return 120 // a terminal that does not say
+}
+
 func (s IOStreams) errIsTerminal() bool {
 	f, ok := s.Err.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))

@@ -177,8 +177,9 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 }
 
 // finishRun ends a run (plan, run or apply) that loaded its pipeline,
-// whatever happened but a configuration error: it turns the result into the exit code of docs/exit-codes.md
-// section 6, has the pipeline record the run's end (the log stage's
+// whatever happened but a configuration error: it turns the result into
+// the exit code (docs/exit-codes.md), has the pipeline record the run's
+// end (the log stage's
 // pipeline.summary event and metrics, in run mode), and prints the report:
 // the JSON document always, the table when the stages ran.
 func finishRun(io IOStreams, log logrus.FieldLogger, format string, stages []pipeline.StageInstance, env *pipeline.Env, res *pipeline.Result, runErr error) error {
@@ -270,5 +271,5 @@ func writeReport(io IOStreams, format string, doc *report.Document) error {
 	if format == "json" {
 		return doc.WriteJSON(io.Out)
 	}
-	return doc.WriteTable(io.Out)
+	return doc.WriteTableWidth(io.Out, io.outWidth())
 }

@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/spf13/cobra"
 
 	"github.com/ds01/ds01-pipe/pipeline"
@@ -34,12 +31,13 @@ are checked through the pipeline that names them.`,
 			if err != nil {
 				return err
 			}
-			if err := checkVarsDeclared(args, vars); err != nil {
+			opts := g.loadOptions(nil)
+			if err := checkVarsDeclared(args, vars, opts); err != nil {
 				return err
 			}
 			bad := 0
 			for _, file := range args {
-				err := validateFile(file, g.loadOptions(declaredVars(file, vars)))
+				err := validateFile(file, g.loadOptions(declaredVars(file, vars, opts)))
 				if err == nil {
 					fmt.Fprintf(io.Out, "%s: ok\n", file)
 					continue
@@ -100,8 +98,11 @@ func notAPipeline(file string) error {
 // declaredVars keeps the --var values that file declares a variable for.
 // A file that cannot be parsed gets them all: its loader then reports the
 // syntax error, which is what the user needs first.
-func declaredVars(file string, vars map[string]string) map[string]string {
-	names, ok := variableNames(file)
+func declaredVars(file string, vars map[string]string, opts pipeline.LoadOptions) map[string]string {
+	if len(vars) == 0 {
+		return vars
+	}
+	names, ok := variableNames(file, opts)
 	if !ok {
 		return vars
 	}
@@ -116,7 +117,7 @@ func declaredVars(file string, vars map[string]string) map[string]string {
 
 // checkVarsDeclared refuses a --var that none of the files declares (a
 // typo would otherwise be silently ignored).
-func checkVarsDeclared(files []string, vars map[string]string) error {
+func checkVarsDeclared(files []string, vars map[string]string, opts pipeline.LoadOptions) error {
 	if len(vars) == 0 {
 		return nil
 	}
@@ -125,7 +126,7 @@ func checkVarsDeclared(files []string, vars map[string]string) error {
 		unused[name] = true
 	}
 	for _, file := range files {
-		names, ok := variableNames(file)
+		names, ok := variableNames(file, opts)
 		if !ok {
 			return nil // the loader reports that file; nothing to conclude
 		}
@@ -145,28 +146,16 @@ func checkVarsDeclared(files []string, vars map[string]string) error {
 }
 
 // variableNames lists the variable blocks a pipeline file declares. ok is
-// false when the file cannot be read or parsed.
-func variableNames(file string) ([]string, bool) {
+// false when the file cannot be read or parsed (the loader says why).
+func variableNames(file string, opts pipeline.LoadOptions) ([]string, bool) {
 	if notAPipeline(file) != nil {
 		return nil, false
 	}
-	src, err := os.ReadFile(file)
-	if err != nil || len(src) > pipeline.MaxPipelineFileSize {
+	// ReadFile: a regular file of bounded size, and as root one only root
+	// could have written.
+	src, err := pipeline.ReadFile(file, opts)
+	if err != nil {
 		return nil, false
 	}
-	f, diags := hclparse.NewParser().ParseHCL(src, file)
-	if diags.HasErrors() {
-		return nil, false
-	}
-	content, _, diags := f.Body.PartialContent(&hcl.BodySchema{
-		Blocks: []hcl.BlockHeaderSchema{{Type: "variable", LabelNames: []string{"name"}}},
-	})
-	if diags.HasErrors() {
-		return nil, false
-	}
-	var names []string
-	for _, b := range content.Blocks {
-		names = append(names, b.Labels[0])
-	}
-	return names, true
+	return pipeline.DeclaredVariables(src, file)
 }
