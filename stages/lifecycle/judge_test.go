@@ -425,3 +425,13 @@ func TestExpiredExemption(t *testing.T) {
 		t.Errorf("expired exemption still protects: %+v", j.Verdict)
 	}
 }
+
+// A container name with control characters cannot drive the terminals the
+// notice goes to.
+func TestNoticeEscapesNames(t *testing.T) {
+	rec := &pipeline.Record{Container: pipeline.Container{Name: "job\x1b[2J\nline"}}
+	n := noticeFor(pipeline.NoticeIdleWarning, rec, &pipeline.Lifecycle{Idle: time.Hour}, policy.Limit{Duration: time.Hour}, policy.Limit{}, demand{})
+	if strings.ContainsAny(n.Body, "\x1b\n") || !strings.Contains(n.Body, `job\x1b[2J\nline`) {
+		t.Errorf("body %q", n.Body)
+	}
+}

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ds01/ds01-pipe/pipeline"
@@ -28,7 +29,9 @@ var titles = map[pipeline.NoticeKind]struct{ severity, title string }{
 // noticeFor writes one notice for the owner.
 func noticeFor(k pipeline.NoticeKind, rec *pipeline.Record, lc *pipeline.Lifecycle, idle, runtime policy.Limit, d demand) pipeline.Notice {
 	t := titles[k]
-	name := rec.Container.Name
+	// Names and owners come from labels anyone can set, and notices go to
+	// terminals: nothing in them may act as a control sequence.
+	name := printable(rec.Container.Name)
 	n := pipeline.Notice{Kind: k, Severity: t.severity, Title: t.title}
 	hd := ""
 	if d.On {
@@ -53,6 +56,15 @@ func noticeFor(k pipeline.NoticeKind, rec *pipeline.Record, lc *pipeline.Lifecyc
 			"It is not removed: restart it, or it is removed after the usual hold.", name, human(lc.Runtime), human(runtime.Duration))
 	}
 	return n
+}
+
+// printable escapes what is not a graphic character, as Go's %q would.
+func printable(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	if q[1:len(q)-1] == s {
+		return s
+	}
+	return q[1 : len(q)-1]
 }
 
 // left is the time to the limit, at least a minute: the owner is told

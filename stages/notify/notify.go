@@ -42,8 +42,9 @@ const (
 	DefaultDevDir        = "/dev"
 	DefaultContainerFile = "/workspace/.ds01-alerts"
 	DefaultWebhookTimout = 5 * time.Second
-	// maxAlertsFile bounds what is kept of an existing alerts file.
-	maxAlertsFile = 256 << 10
+	// maxAlertsFile bounds the alerts file ds01-pipe rewrites: about a
+	// thousand notices.
+	maxAlertsFile = 1 << 20
 )
 
 // errNoFolder: the container has no folder for the alerts file.
@@ -236,8 +237,8 @@ func (s *Stage) appendFile(ctx context.Context, env *pipeline.Env, rec *pipeline
 	return err
 }
 
-// readFile returns a regular file's content from the container (its last
-// maxAlertsFile bytes), or nothing when it does not exist.
+// readFile returns a regular file's content from the container, or
+// nothing when it does not exist; a file over maxAlertsFile is an error.
 func readFile(ctx context.Context, arch Archiver, id, p string) ([]byte, error) {
 	res, err := arch.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: p})
 	if cerrdefs.IsNotFound(err) {
@@ -255,12 +256,14 @@ func readFile(ctx context.Context, arch Archiver, id, p string) ([]byte, error) 
 	if h.Typeflag != tar.TypeReg {
 		return nil, fmt.Errorf("%s is not a regular file", p)
 	}
-	data, err := io.ReadAll(io.LimitReader(tr, 64<<20))
+	if h.Size > maxAlertsFile {
+		// The owner's file, grown past what notices write: left alone
+		// rather than read and rewritten whole at every notice.
+		return nil, fmt.Errorf("%s is %d bytes, over %d: not appended to", p, h.Size, maxAlertsFile)
+	}
+	data, err := io.ReadAll(io.LimitReader(tr, maxAlertsFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", p, err)
-	}
-	if len(data) > maxAlertsFile {
-		data = data[len(data)-maxAlertsFile:]
 	}
 	return data, nil
 }
