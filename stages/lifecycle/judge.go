@@ -48,6 +48,10 @@ type judgement struct {
 	// StopDue is set when an idle stop passed every rule but the
 	// keep-alive file, which the stage checks next (it needs Docker).
 	IdleStopDue bool
+	// RuntimeStop is the runtime clock's stop verdict when one is due
+	// as well: it stands when the keep-alive file keeps the container
+	// from the idle stop.
+	RuntimeStop *pipeline.Verdict
 }
 
 // clockRule is one clock with warning points: idle or runtime.
@@ -240,6 +244,9 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 		j.Verdict = idleV
 		j.IdleStopDue = true
 		lc.StopFor = pipeline.ReasonIdleTimeout
+		if rt.stop {
+			j.RuntimeStop = &rtV
+		}
 	case rt.stop:
 		j.Verdict = rtV
 		lc.StopFor = pipeline.ReasonRuntimeExceeded

@@ -435,3 +435,20 @@ func TestNoticeEscapesNames(t *testing.T) {
 		t.Errorf("body %q", n.Body)
 	}
 }
+
+// Both clocks due: the idle stop wins (it removes), and the runtime stop
+// is kept at hand for when the keep-alive file holds off the idle one.
+func TestBothStopsDue(t *testing.T) {
+	l := newLife(t, "sam", "atomic")
+	for h := time.Hour; h <= 23*time.Hour; h += time.Hour {
+		l.at(h, busy)
+	}
+	for i := 1; i <= 3; i++ {
+		l.at(23*time.Hour+time.Duration(i)*m15, idle)
+	}
+	rec, j := l.at(24*time.Hour, idle)
+	want(t, "24h", rec, j, pipeline.ActionStop, pipeline.ReasonIdleTimeout)
+	if j.RuntimeStop == nil || j.RuntimeStop.Reason != pipeline.ReasonRuntimeExceeded {
+		t.Errorf("runtime stop at hand: %+v", j.RuntimeStop)
+	}
+}

@@ -167,6 +167,11 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 				j.Verdict.Action = pipeline.ActionKeep
 				j.Verdict.Detail += "; " + why
 				rec.Lifecycle.StopFor = ""
+				if j.RuntimeStop != nil {
+					// The keep-alive file holds off idle stops only.
+					j.Verdict = *j.RuntimeStop
+					rec.Lifecycle.StopFor = pipeline.ReasonRuntimeExceeded
+				}
 			}
 		}
 		rec.Verdict = j.Verdict
