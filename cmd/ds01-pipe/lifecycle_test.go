@@ -323,9 +323,9 @@ func TestLifecycleSharedGPU(t *testing.T) {
 		0: {util: pct(95), procs: map[int]*int{eng.PID(t, quiet.ID): pct(0), eng.PID(t, loud.ID): pct(93)}},
 		1: {procs: map[int]*int{eng.PID(t, unknown.ID): nil}},
 	})
-	rep := f.must(t, "run", s.Add(45*time.Minute))
+	f.must(t, "run", s.Add(45*time.Minute))
 	time.Sleep(300 * time.Millisecond)
-	rep = f.must(t, "run", s.Add(60*time.Minute))
+	rep := f.must(t, "run", s.Add(60*time.Minute))
 	if v, src := rep.line(t, quiet).signal("gpu"); v == nil || *v != 0 || src != "nvml_process" {
 		t.Errorf("quiet: gpu %v from %q, want 0 from nvml_process", v, src)
 	}
