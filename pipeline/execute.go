@@ -192,7 +192,9 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 		if err != nil {
 			return env, nil, &UnreachableError{Host: c.DaemonHost(), Err: err}
 		}
-		docker = c
+		eng := NewEngine(c)
+		defer eng.CloseIdleConnections()
+		docker = eng
 	}
 	env.Docker = docker
 

@@ -8,7 +8,9 @@ package dockerfacts
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -21,6 +23,17 @@ import (
 // visibleDevices is the one environment variable the record keeps.
 const visibleDevices = "NVIDIA_VISIBLE_DEVICES="
 
+// RawEngine is an engine that also hands over its list and inspect
+// answers undecoded (pipeline.Engine, the engine of every run). List and
+// Inspect then decode only the fields the record keeps, and the rest of
+// Docker's answer (mounts, networks, the whole environment, the graph
+// driver) is skipped instead of built and thrown away: on a host with
+// 10,000 containers that is most of a run's memory.
+type RawEngine interface {
+	ContainerListJSON(ctx context.Context, opts client.ContainerListOptions) (io.ReadCloser, error)
+	ContainerInspectJSON(ctx context.Context, id string) (io.ReadCloser, error)
+}
+
 // Inspect asks the engine about one container, within one Docker call
 // deadline, and returns its facts. warnings name the timestamps that did
 // not parse (each then reads as "never"). Errors are the engine's, so
@@ -28,23 +41,94 @@ const visibleDevices = "NVIDIA_VISIBLE_DEVICES="
 func Inspect(ctx context.Context, env *pipeline.Env, id string) (c pipeline.Container, warnings []string, err error) {
 	callCtx, cancel := env.Call(ctx)
 	defer cancel()
-	res, err := env.Docker.ContainerInspect(callCtx, id, client.ContainerInspectOptions{})
 	if env.Stats != nil {
 		env.Stats.InspectCalls.Add(1)
 	}
-	if err != nil {
-		return pipeline.Container{}, nil, err
+	var a inspectAnswer
+	if raw, ok := env.Docker.(RawEngine); ok {
+		body, err := raw.ContainerInspectJSON(callCtx, id)
+		if err != nil {
+			return pipeline.Container{}, nil, err
+		}
+		defer body.Close()
+		if err := json.NewDecoder(body).Decode(&a); err != nil {
+			return pipeline.Container{}, nil, fmt.Errorf("reading the inspect answer: %w", err)
+		}
+	} else {
+		res, err := env.Docker.ContainerInspect(callCtx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return pipeline.Container{}, nil, err
+		}
+		if err := a.from(res); err != nil {
+			return pipeline.Container{}, nil, err
+		}
 	}
-	c, warnings = FromInspect(res.Container)
+	c, warnings = a.facts()
 	return c, warnings, nil
 }
 
-// FromInspect turns an inspect answer into the record's facts: identity,
-// state and its times, labels, image, runtime, cgroup parent, GPU device
-// requests and NVIDIA_VISIBLE_DEVICES. Nothing else is kept: the rest of
-// the environment is user data no stage needs, and on a busy host it would
-// cost memory. warnings name the timestamps that did not parse.
+// FromInspect turns an inspect answer into the record's facts, as Inspect
+// does.
 func FromInspect(in container.InspectResponse) (pipeline.Container, []string) {
+	var a inspectAnswer
+	if err := a.from(client.ContainerInspectResult{Container: in}); err != nil {
+		// An InspectResponse always encodes; nothing is known otherwise.
+		return pipeline.Container{ID: in.ID}, []string{err.Error()}
+	}
+	return a.facts()
+}
+
+// inspectAnswer is the part of Docker's inspect answer that the record
+// keeps, under Docker's names: decoding into it skips everything else.
+// (Docker's HostConfig carries CgroupParent and DeviceRequests at its top
+// level.)
+type inspectAnswer struct {
+	ID           string `json:"Id"`
+	Name         string
+	Created      string
+	RestartCount int
+	State        *struct {
+		Status     string
+		ExitCode   int
+		Pid        int
+		StartedAt  string
+		FinishedAt string
+	}
+	Config *struct {
+		Image  string
+		Labels map[string]string
+		Env    []string
+	}
+	HostConfig *struct {
+		Runtime        string
+		CgroupParent   string
+		AutoRemove     bool
+		DeviceRequests []pipeline.DeviceRequest
+	}
+}
+
+// from reads a decoded answer (an engine that is no RawEngine: a test's,
+// or a wrapped client) through the same fields: its raw JSON when the
+// client kept it, else the answer encoded again.
+func (a *inspectAnswer) from(res client.ContainerInspectResult) error {
+	raw := []byte(res.Raw)
+	if len(raw) == 0 {
+		var err error
+		if raw, err = json.Marshal(res.Container); err != nil {
+			return fmt.Errorf("reading the inspect answer: %w", err)
+		}
+	}
+	if err := json.Unmarshal(raw, a); err != nil {
+		return fmt.Errorf("reading the inspect answer: %w", err)
+	}
+	return nil
+}
+
+// facts is the record's Container of an answer: identity, state and its
+// times, labels, image, runtime, cgroup parent, GPU device requests and
+// NVIDIA_VISIBLE_DEVICES. The rest of the environment is user data that no
+// stage needs. warnings name the timestamps that did not parse.
+func (a *inspectAnswer) facts() (pipeline.Container, []string) {
 	var warnings []string
 	when := func(field, s string) time.Time {
 		t, _, err := ParseTime(s)
@@ -54,19 +138,19 @@ func FromInspect(in container.InspectResponse) (pipeline.Container, []string) {
 		return t
 	}
 	out := pipeline.Container{
-		ID:           in.ID,
-		Name:         strings.TrimPrefix(in.Name, "/"),
-		Created:      when("Created", in.Created),
-		RestartCount: in.RestartCount,
+		ID:           a.ID,
+		Name:         strings.TrimPrefix(a.Name, "/"),
+		Created:      when("Created", a.Created),
+		RestartCount: a.RestartCount,
 	}
-	if st := in.State; st != nil {
+	if st := a.State; st != nil {
 		out.State = pipeline.State(st.Status)
 		out.ExitCode = st.ExitCode
 		out.PID = st.Pid
 		out.StartedAt = when("StartedAt", st.StartedAt)
 		out.FinishedAt = when("FinishedAt", st.FinishedAt)
 	}
-	if cfg := in.Config; cfg != nil {
+	if cfg := a.Config; cfg != nil {
 		out.Image = cfg.Image
 		out.Labels = cfg.Labels
 		for _, kv := range cfg.Env {
@@ -75,15 +159,11 @@ func FromInspect(in container.InspectResponse) (pipeline.Container, []string) {
 			}
 		}
 	}
-	if hc := in.HostConfig; hc != nil {
+	if hc := a.HostConfig; hc != nil {
 		out.Runtime = hc.Runtime
 		out.CgroupParent = hc.CgroupParent
 		out.AutoRemove = hc.AutoRemove
-		for _, r := range hc.DeviceRequests {
-			out.DeviceRequests = append(out.DeviceRequests, pipeline.DeviceRequest{
-				Driver: r.Driver, Count: r.Count, DeviceIDs: r.DeviceIDs, Capabilities: r.Capabilities,
-			})
-		}
+		out.DeviceRequests = hc.DeviceRequests
 	}
 	return out, warnings
 }

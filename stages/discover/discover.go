@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/ds01/ds01-pipe/pipeline"
@@ -87,25 +86,16 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	if len(s.States) > 0 {
 		filters.Add("status", s.States...)
 	}
-	callCtx, cancel := env.Call(ctx)
-	list, err := env.Docker.ContainerList(callCtx, client.ContainerListOptions{All: true, Filters: filters})
-	cancel()
-	env.Stats.ListCalls.Add(1)
+	list, err := dockerfacts.List(ctx, env, client.ContainerListOptions{All: true, Filters: filters})
 	if err != nil {
 		return fmt.Errorf("listing containers: %w", err)
 	}
 
 	var recs []*pipeline.Record
-	for _, item := range list.Items {
-		if !s.inScope(item) {
-			continue
+	for _, c := range list {
+		if s.inScope(c) {
+			recs = append(recs, &pipeline.Record{Container: c})
 		}
-		recs = append(recs, &pipeline.Record{Container: pipeline.Container{
-			ID:     item.ID,
-			Name:   summaryName(item),
-			State:  pipeline.State(item.State),
-			Labels: item.Labels,
-		}})
 	}
 
 	vanished := make([]bool, len(recs))
@@ -163,29 +153,14 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	return nil
 }
 
-func (s *Stage) inScope(item container.Summary) bool {
-	name := summaryName(item)
-	if !strings.HasPrefix(name, s.NamePrefix) {
+func (s *Stage) inScope(c pipeline.Container) bool {
+	if !strings.HasPrefix(c.Name, s.NamePrefix) {
 		return false
 	}
 	for k, v := range s.Labels {
-		if item.Labels[k] != v {
+		if c.Labels[k] != v {
 			return false
 		}
 	}
 	return true
-}
-
-func summaryName(item container.Summary) string {
-	if len(item.Names) == 0 {
-		return ""
-	}
-	// A container linked into others has several names; its own is the one
-	// with a single path element.
-	for _, n := range item.Names {
-		if strings.Count(n, "/") == 1 {
-			return strings.TrimPrefix(n, "/")
-		}
-	}
-	return strings.TrimPrefix(item.Names[0], "/")
 }
