@@ -176,7 +176,7 @@ func gone(pid int) bool {
 // The health check drains only the node whose GPU leaked, with a reason
 // naming the GPU and the PIDs, resumes it when the leak ends, and treats
 // hung and failed audits, live containers, admins' drains and overlapping
-// checks as DESIGN.md section 12 says. The first part runs through slurmd
+// checks as docs/fleet.md says. The first part runs through slurmd
 // itself (HealthCheckProgram, HealthCheckInterval); the rest calls the
 // check directly, with the environment slurmd gives it, for speed.
 func TestHealthCheckOnCluster(t *testing.T) {
