@@ -159,6 +159,9 @@ func CheckDir(dir string) error {
 type Store struct {
 	db       *bolt.DB
 	readOnly bool
+	// Recovered names where Open set a damaged store aside ("" when the
+	// store was sound).
+	Recovered string
 }
 
 // Open opens (creating when needed) the store in dir for a run.
@@ -170,10 +173,21 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	db, err := bolt.Open(Path(dir), 0o600, &bolt.Options{Timeout: lockTimeout})
+	recovered := ""
+	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
+		// A damaged store (a disk fault, a file put there by hand) must
+		// not stop every later run: it is set aside, and the lifecycle
+		// starts fresh, which only gives owners their notices again.
+		recovered = Path(dir) + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(Path(dir), recovered); rerr != nil {
+			return nil, fmt.Errorf("state: opening %s: %w (and setting it aside: %v)", Path(dir), err, rerr)
+		}
+		db, err = bolt.Open(Path(dir), 0o600, &bolt.Options{Timeout: lockTimeout})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", Path(dir), err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, Recovered: recovered}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {

@@ -139,3 +139,26 @@ func TestCheckDir(t *testing.T) {
 		t.Error("a file as state_dir accepted")
 	}
 }
+
+// A damaged store is set aside and the run starts fresh.
+func TestDamagedStoreSetAside(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(Path(dir), []byte(strings.Repeat("not a bbolt file ", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Recovered == "" {
+		t.Fatal("no recovery reported")
+	}
+	if data, err := os.ReadFile(s.Recovered); err != nil || !strings.HasPrefix(string(data), "not a bbolt file") {
+		t.Errorf("the damaged file was not kept aside: %v", err)
+	}
+	c, err := s.Load()
+	if err != nil || len(c.Entries) != 0 {
+		t.Errorf("fresh store: %+v, %v", c, err)
+	}
+}

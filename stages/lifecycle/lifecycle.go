@@ -125,6 +125,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		return err
 	}
 	defer store.Close()
+	if store != nil && store.Recovered != "" && env.Log != nil {
+		env.Log.WithField("stage", Kind).Warnf("the state store was damaged and is set aside as %s; every container starts fresh", store.Recovered)
+	}
 	held, err := store.Load()
 	if err != nil {
 		return err
