@@ -1,5 +1,5 @@
 stage "stop" {
-  workers   = 4       # containers stopped in parallel (1 to 64)
+  workers   = 16      # containers stopped in parallel (1 to 64)
   syslog    = true    # ds01-idle / ds01-maxruntime lines for confirmed stops
   proc_root = "/proc" # GPU processes are mapped to containers through <proc_root>/<pid>/cgroup
 }

@@ -40,7 +40,10 @@ var sample string
 
 // Defaults and bounds.
 const (
-	DefaultWorkers = 4
+	// DefaultWorkers is high because a stop mostly waits: a container
+	// whose main process ignores SIGTERM (a shell as PID 1) takes its
+	// whole grace, up to a minute, and the run has a deadline.
+	DefaultWorkers = 16
 	MaxWorkers     = 64
 	// MaxGrace bounds a stop's grace: a run has a deadline of minutes.
 	MaxGrace = 10 * time.Minute
