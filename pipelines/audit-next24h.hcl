@@ -55,6 +55,11 @@ pipeline "audit-next24h" {
   description = "What cleanup and lifecycle will act on in the next 24 hours, and why"
   timeout     = "2m"
 
+  # Members of DS01's ds-admin may write the files this pipeline reads
+  # (/opt/ds01-infra is root:ds-admin, group-writable); without that group,
+  # root alone is trusted.
+  trusted_groups = ["ds-admin"]
+
   policy {
     limits_file     = "${var.ds01_config}/resource-limits.yaml"
     groups_dir      = "${var.ds01_config}/groups"
