@@ -124,10 +124,9 @@ PIPELINES   := $(wildcard pipelines/*.hcl)
 # Man page dates: the last commit's time, so the pages are reproducible.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 
-# nfpm runs as a `go run` tool at a pinned version; it is not a module
-# dependency of ds01-pipe.
-NFPM_VERSION ?= v2.45.2
-NFPM         ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+# nfpm is a tool dependency of the module (`tool` in go.mod), so its version
+# is pinned with the others and go.sum checks it: `go tool nfpm`.
+NFPM         ?= $(GO) tool nfpm
 DEB_ARCH     ?= amd64
 # Debian version from git describe: tag v1.2.3 -> 1.2.3, 4 commits after it
 # -> 1.2.3+git4.gabcdef0; no tag -> 0.0.0~git<commit date>.<hash>.
@@ -209,14 +208,20 @@ uninstall:
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/ds01-pipe (pipelines) and $(DESTDIR)/var/log/ds01"
 
 # The Debian package: the same files under /usr, units in /lib/systemd/system,
-# pipelines as conffiles. It enables and starts nothing (deploy/deb/).
+# the pipelines copied to /etc by postinst (deploy/deb/postinst says why they
+# are not conffiles); a stripped PIE binary, the copyright and a changelog.
+# It enables and starts nothing (deploy/deb/).
 deb: build man completion
 	@[ "$$($(GO) env GOARCH)" = "$(DEB_ARCH)" ] || { echo "make deb: the binary is built for $$($(GO) env GOARCH), not DEB_ARCH=$(DEB_ARCH)"; exit 1; }
 	rm -rf $(BUILDDIR)/deb
 	$(MAKE) --no-print-directory units BINDIR=/usr/bin BUILDDIR=$(BUILDDIR)/deb
 	mkdir -p $(BUILDDIR)/deb/man $(DISTDIR)
 	for f in $(BUILDDIR)/man/*.1; do gzip -9n -c "$$f" >"$(BUILDDIR)/deb/man/$$(basename "$$f").gz" || exit 1; done
-	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DS01_PIPE_BIN='$(BIN)' DS01_PIPE_BUILD='$(BUILDDIR)' \
+	$(GO) build -o $(BUILDDIR)/deb/ds01-pipe -buildmode=pie -trimpath -ldflags "$(LDFLAGS) -s -w" ./cmd/ds01-pipe
+	sed -e 's|@VERSION@|$(DEB_VERSION)|' \
+		-e "s|@COMMIT@|$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)|" \
+		-e "s|@DATE@|$$(date -u -R -d @$(SOURCE_DATE_EPOCH))|" deploy/deb/changelog.in | gzip -9n >$(BUILDDIR)/deb/changelog.gz
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DS01_PIPE_BIN='$(BUILDDIR)/deb/ds01-pipe' DS01_PIPE_BUILD='$(BUILDDIR)' \
 		$(NFPM) pkg --config deploy/nfpm.yaml --packager deb --target $(DISTDIR)/
 	@ls -1 $(DISTDIR)/ds01-pipe_*.deb
 

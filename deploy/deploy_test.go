@@ -505,7 +505,7 @@ func TestMakeInstall(t *testing.T) {
 
 // maintainerAction matches a maintainer-script line that would start or
 // enable a unit.
-var maintainerAction = regexp.MustCompile(`\b(start|restart|try-restart|reload-or-restart|try-reload-or-restart|enable|reenable|isolate|deb-systemd-invoke)\b`)
+var maintainerAction = regexp.MustCompile(`\b(start|restart|try-restart|reload-or-restart|try-reload-or-restart|enable|reenable|isolate)\b`)
 
 // TestMakeDeb builds the Debian package with nfpm (a `go run` tool, fetched
 // from the module proxy on first use) and inspects it with dpkg-deb.
@@ -552,8 +552,11 @@ func TestMakeDeb(t *testing.T) {
 		"/usr/bin/ds01-pipe",
 		"/lib/systemd/system/" + serviceFile,
 		"/lib/systemd/system/" + timerFile,
-		"/etc/ds01-pipe/pipelines/cleanup.hcl",
-		"/etc/ds01-pipe/pipelines/audit-gpu.hcl",
+		"/usr/share/ds01-pipe/pipelines/cleanup.hcl",
+		"/usr/share/ds01-pipe/pipelines/audit-gpu.hcl",
+		"/usr/share/ds01-pipe/pipelines/lifecycle.hcl",
+		"/usr/share/doc/ds01-pipe/copyright",
+		"/usr/share/doc/ds01-pipe/changelog.gz",
 		"/usr/share/man/man1/ds01-pipe.1.gz",
 		"/usr/share/man/man1/ds01-pipe-run.1.gz",
 		"/usr/share/bash-completion/completions/ds01-pipe",
@@ -580,14 +583,25 @@ func TestMakeDeb(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dpkg-deb -e: %v\n%s", err, out)
 	}
-	conffiles, err := os.ReadFile(filepath.Join(control, "conffiles"))
-	if err != nil {
-		t.Fatalf("no conffiles: %v", err)
+	// No conffiles: dpkg deletes them on purge, also a pipeline the admin
+	// had before the package (postinst copies the pipelines to /etc).
+	if conffiles, err := os.ReadFile(filepath.Join(control, "conffiles")); err == nil && strings.TrimSpace(string(conffiles)) != "" {
+		t.Errorf("the package has conffiles:\n%s", conffiles)
 	}
-	for _, p := range []string{"/etc/ds01-pipe/pipelines/cleanup.hcl", "/etc/ds01-pipe/pipelines/audit-gpu.hcl"} {
-		if !slices.Contains(strings.Fields(string(conffiles)), p) {
-			t.Errorf("%s is not a conffile; conffiles:\n%s", p, conffiles)
+	for _, name := range []string{"preinst", "postinst", "prerm", "postrm"} {
+		if _, err := os.Stat(filepath.Join(control, name)); err != nil {
+			t.Errorf("no %s: %v", name, err)
 		}
+	}
+
+	// lintian: no error (copyright, changelog, stripped PIE binary,
+	// maintainer scripts through deb-systemd-invoke/-helper).
+	if lintian := requireTool(t, "lintian", "lintian"); lintian != "" {
+		out, err := exec.Command(lintian, "--fail-on", "error", "--tag-display-limit", "0", deb).CombinedOutput()
+		if err != nil {
+			t.Errorf("lintian: %v\n%s", err, out)
+		}
+		t.Logf("lintian:\n%s", out)
 	}
 
 	// Maintainer scripts start and enable nothing.
