@@ -32,6 +32,12 @@ func lock(path, pipelineName string, trust safefile.Trust) (func(), error) {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
 	if _, err := safefile.CheckDir(dir, trust); err != nil {
+		var ie *safefile.InsecureError
+		if errors.As(err, &ie) {
+			return nil, fmt.Errorf("lock %s refused: %s %s, so another user could create the lock first and hold it, "+
+				"and every run would be skipped; keep the lock in a folder only root can write (the shipped pipelines use /run/ds01-pipe), "+
+				"or pass %s", path, ie.At, ie.Reason, safefile.OverrideFlag)
+		}
 		return nil, fmt.Errorf("lock %s refused: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o644)
