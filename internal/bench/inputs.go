@@ -171,46 +171,64 @@ func (in *inputs) header(p func(string, ...any), name string) {
 	p("  }")
 }
 
-// writeSim writes the GPU simulation: four GPUs, the last in MIG mode with
-// three slices. The running fixtures' host PIDs are GPU processes (so the
-// PID-to-container mapping through /proc runs for real) and PID 1, which
-// is in no container, is an orphan.
-func writeSim(path string, pids []int) error {
-	type proc struct {
-		PID  int    `json:"pid"`
-		UMem uint64 `json:"used_memory_mib"`
+// The simulation file's layout (DESIGN.md section 8); utilisation is
+// optional and left out when nil.
+type (
+	simProc struct {
+		PID    int    `json:"pid"`
+		UMem   uint64 `json:"used_memory_mib"`
+		SMUtil *int   `json:"sm_util,omitempty"`
 	}
-	type mig struct {
-		Index     int    `json:"index"`
-		UUID      string `json:"uuid"`
-		Profile   string `json:"profile"`
-		Processes []proc `json:"processes"`
+	simMIG struct {
+		Index     int       `json:"index"`
+		UUID      string    `json:"uuid"`
+		Profile   string    `json:"profile"`
+		Processes []simProc `json:"processes"`
+		Util      *int      `json:"utilization_gpu,omitempty"`
 	}
-	type dev struct {
-		Index     int    `json:"index"`
-		UUID      string `json:"uuid"`
-		Name      string `json:"name"`
-		MemoryMiB uint64 `json:"memory_mib"`
-		Processes []proc `json:"processes"`
-		MIG       []mig  `json:"mig"`
+	simDev struct {
+		Index     int       `json:"index"`
+		UUID      string    `json:"uuid"`
+		Name      string    `json:"name"`
+		MemoryMiB uint64    `json:"memory_mib"`
+		Processes []simProc `json:"processes"`
+		MIG       []simMIG  `json:"mig"`
+		Util      *int      `json:"utilization_gpu,omitempty"`
 	}
-	devs := make([]dev, len(simGPUs))
+)
+
+// simDevices is the simulated host: four GPUs, the last in MIG mode with
+// three slices, no processes yet.
+func simDevices() []simDev {
+	devs := make([]simDev, len(simGPUs))
 	for i, uuid := range simGPUs {
-		devs[i] = dev{Index: i, UUID: uuid, Name: "NVIDIA A100-SXM4-80GB", MemoryMiB: 81920, Processes: []proc{}, MIG: []mig{}}
+		devs[i] = simDev{Index: i, UUID: uuid, Name: "NVIDIA A100-SXM4-80GB", MemoryMiB: 81920, Processes: []simProc{}, MIG: []simMIG{}}
 	}
-	for i, pid := range pids {
-		d := &devs[i%3]
-		d.Processes = append(d.Processes, proc{PID: pid, UMem: 1024})
-	}
-	devs[2].Processes = append(devs[2].Processes, proc{PID: 1, UMem: 512})
 	for j, uuid := range simMIGs {
-		devs[3].MIG = append(devs[3].MIG, mig{Index: j, UUID: uuid, Profile: "2g.20gb", Processes: []proc{}})
+		devs[3].MIG = append(devs[3].MIG, simMIG{Index: j, UUID: uuid, Profile: "2g.20gb", Processes: []simProc{}})
 	}
+	return devs
+}
+
+func writeSimFile(path string, devs []simDev) error {
 	b, err := json.MarshalIndent(map[string]any{"driver_version": "550.54.15", "devices": devs, "init_error": nil}, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, b, fs.FileMode(0o644))
+}
+
+// writeSim writes the GPU simulation of simDevices. The running fixtures'
+// host PIDs are GPU processes (so the PID-to-container mapping through
+// /proc runs for real) and PID 1, which is in no container, is an orphan.
+func writeSim(path string, pids []int) error {
+	devs := simDevices()
+	for i, pid := range pids {
+		d := &devs[i%3]
+		d.Processes = append(d.Processes, simProc{PID: pid, UMem: 1024})
+	}
+	devs[2].Processes = append(devs[2].Processes, simProc{PID: 1, UMem: 512})
+	return writeSimFile(path, devs)
 }
 
 func containsInt(list []int, n int) bool {

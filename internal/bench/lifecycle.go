@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -234,55 +233,29 @@ func (in *inputs) lifecycleHCL(prefix, stateDir string, workers int) string {
 	return b.String()
 }
 
-// writeLifecycleSim writes the sim layout of writeSim with utilisation:
-// every fixture's PID on its unit with sm_util 0, the devices at 0 %.
+// writeLifecycleSim writes simDevices with utilisation: every fixture's
+// PID on its unit with sm_util 0, the whole GPUs and the slices at 0 %,
+// the MIG parent reporting none (NVML's [N/A]).
 func writeLifecycleSim(path string, pids []int) error {
-	type proc struct {
-		PID    int    `json:"pid"`
-		UMem   uint64 `json:"used_memory_mib"`
-		SMUtil int    `json:"sm_util"`
-	}
-	type mig struct {
-		Index     int    `json:"index"`
-		UUID      string `json:"uuid"`
-		Profile   string `json:"profile"`
-		Processes []proc `json:"processes"`
-		Util      int    `json:"utilization_gpu"`
-	}
-	type dev struct {
-		Index     int    `json:"index"`
-		UUID      string `json:"uuid"`
-		Name      string `json:"name"`
-		MemoryMiB uint64 `json:"memory_mib"`
-		Processes []proc `json:"processes"`
-		MIG       []mig  `json:"mig"`
-		Util      *int   `json:"utilization_gpu,omitempty"`
-	}
 	zero := 0
-	devs := make([]dev, len(simGPUs))
-	for i, uuid := range simGPUs {
-		devs[i] = dev{Index: i, UUID: uuid, Name: "NVIDIA A100-SXM4-80GB", MemoryMiB: 81920, Processes: []proc{}, MIG: []mig{}, Util: &zero}
+	devs := simDevices()
+	for i := range 3 {
+		devs[i].Util = &zero
 	}
-	devs[3].Util = nil // a MIG parent reports no utilisation
-	for j, uuid := range simMIGs {
-		devs[3].MIG = append(devs[3].MIG, mig{Index: j, UUID: uuid, Profile: "2g.20gb", Processes: []proc{}})
+	for j := range devs[3].MIG {
+		devs[3].MIG[j].Util = &zero
 	}
 	// The fixtures' units cycle GPU 0, 1, 2, slice 0, 1, 2 in creation
 	// order; the PIDs come in list order, so only the spread matters.
 	for i, pid := range pids {
-		u := i % 6
-		if u < 3 {
-			devs[u].Processes = append(devs[u].Processes, proc{PID: pid, UMem: 1024})
+		p := simProc{PID: pid, UMem: 1024, SMUtil: &zero}
+		if u := i % 6; u < 3 {
+			devs[u].Processes = append(devs[u].Processes, p)
 		} else {
-			m := &devs[3].MIG[u-3]
-			m.Processes = append(m.Processes, proc{PID: pid, UMem: 512})
+			devs[3].MIG[u-3].Processes = append(devs[3].MIG[u-3].Processes, p)
 		}
 	}
-	b, err := json.MarshalIndent(map[string]any{"driver_version": "550.54.15", "devices": devs, "init_error": nil}, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
+	return writeSimFile(path, devs)
 }
 
 // lifecycleSection renders the lifecycle pass.
