@@ -62,7 +62,7 @@ type StatPather interface {
 
 // Stage is the lifecycle stage.
 type Stage struct {
-	StateDir      string `hcl:"state_dir,optional" doc:"Folder of the state store (lifecycle.db): idle streaks, last activity, warnings given, the previous stats sample, per container ID and StartedAt. Must be root's (the user's running ds01-pipe) and writable by no one else; created 0700 if missing. Plan reads it and never writes it."`
+	StateDir      string `hcl:"state_dir,optional" doc:"Folder of the state store (lifecycle.db): idle streaks, last activity, warnings given, the previous stats sample, per container ID and StartedAt. Must be owned by root (or by the user running ds01-pipe) and writable by no one else; created 0700 if missing. Plan reads it and never writes it."`
 	KeepAliveFile string `hcl:"keepalive_file,optional" doc:"Path inside the container of DS01's keep-alive file: modified within policies.keepalive_max_duration_h (24h), it prevents an idle stop. Read through the Docker archive API, never by running anything in the container. \"\" turns it off."`
 }
 
