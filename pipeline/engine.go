@@ -32,6 +32,25 @@ type Engine struct {
 	prefix string // scheme, a placeholder host and the daemon's base path
 }
 
+// RawAnswers is an engine that also hands over its list and inspect
+// answers undecoded (Engine): pipeline/dockerfacts then decodes only the
+// fields the record keeps.
+type RawAnswers interface {
+	ContainerListJSON(ctx context.Context, opts client.ContainerListOptions) (io.ReadCloser, error)
+	ContainerInspectJSON(ctx context.Context, id string) (io.ReadCloser, error)
+}
+
+// RawAnswersOf returns d's undecoded answers, or nil when it has none.
+// The runner's guard around the engine is looked through: it restricts
+// the calls that change containers, and these two only read.
+func RawAnswersOf(d Docker) RawAnswers {
+	if g, ok := d.(*guardedDocker); ok {
+		d = g.Docker
+	}
+	r, _ := d.(RawAnswers)
+	return r
+}
+
 // NewEngine wraps a client whose API version is settled (negotiated by a
 // ping, or fixed): the undecoded calls use that version.
 func NewEngine(c *client.Client) *Engine {

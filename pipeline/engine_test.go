@@ -108,3 +108,19 @@ func TestEngineDeadline(t *testing.T) {
 		t.Errorf("a hung engine: %v, want the deadline", err)
 	}
 }
+
+// The runner hands stages its guard around the engine; the raw answers
+// are reached through it, and an engine without them has none.
+func TestRawAnswersOf(t *testing.T) {
+	e := engineAt(t, func(http.ResponseWriter, *http.Request) {})
+	if RawAnswersOf(e) == nil || RawAnswersOf(&guardedDocker{Docker: e}) == nil {
+		t.Error("the engine's raw answers are not found (directly or through the guard)")
+	}
+	type plain struct{ Docker }
+	if RawAnswersOf(plain{}) != nil || RawAnswersOf(&guardedDocker{Docker: plain{}}) != nil {
+		t.Error("an engine without raw answers has some")
+	}
+	if RawAnswersOf(e.Client) != nil {
+		t.Error("the bare client has raw answers")
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -23,21 +22,14 @@ import (
 // visibleDevices is the one environment variable the record keeps.
 const visibleDevices = "NVIDIA_VISIBLE_DEVICES="
 
-// RawEngine is an engine that also hands over its list and inspect
-// answers undecoded (pipeline.Engine, the engine of every run). List and
-// Inspect then decode only the fields the record keeps, and the rest of
-// Docker's answer (mounts, networks, the whole environment, the graph
-// driver) is skipped instead of built and thrown away: on a host with
-// 10,000 containers that is most of a run's memory.
-type RawEngine interface {
-	ContainerListJSON(ctx context.Context, opts client.ContainerListOptions) (io.ReadCloser, error)
-	ContainerInspectJSON(ctx context.Context, id string) (io.ReadCloser, error)
-}
-
 // Inspect asks the engine about one container, within one Docker call
 // deadline, and returns its facts. warnings name the timestamps that did
 // not parse (each then reads as "never"). Errors are the engine's, so
-// cerrdefs.IsNotFound tells a container that is gone.
+// cerrdefs.IsNotFound tells a container that is gone. From an engine with
+// raw answers (pipeline.Engine, the engine of every run) only the fields
+// the record keeps are decoded: the rest of Docker's answer (mounts,
+// networks, the whole environment, the graph driver) is skipped instead of
+// built and thrown away.
 func Inspect(ctx context.Context, env *pipeline.Env, id string) (c pipeline.Container, warnings []string, err error) {
 	callCtx, cancel := env.Call(ctx)
 	defer cancel()
@@ -45,7 +37,7 @@ func Inspect(ctx context.Context, env *pipeline.Env, id string) (c pipeline.Cont
 		env.Stats.InspectCalls.Add(1)
 	}
 	var a inspectAnswer
-	if raw, ok := env.Docker.(RawEngine); ok {
+	if raw := pipeline.RawAnswersOf(env.Docker); raw != nil {
 		body, err := raw.ContainerInspectJSON(callCtx, id)
 		if err != nil {
 			return pipeline.Container{}, nil, err
@@ -107,7 +99,7 @@ type inspectAnswer struct {
 	}
 }
 
-// from reads a decoded answer (an engine that is no RawEngine: a test's,
+// from reads a decoded answer (an engine without raw answers: a test's,
 // or a wrapped client) through the same fields: its raw JSON when the
 // client kept it, else the answer encoded again.
 func (a *inspectAnswer) from(res client.ContainerInspectResult) error {

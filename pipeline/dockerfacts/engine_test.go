@@ -28,8 +28,8 @@ func TestRawAnswersGiveTheSameFacts(t *testing.T) {
 	cli := eng.Client()
 	decoded := &pipeline.Env{Docker: cli, Stats: &pipeline.Stats{}}
 	raw := &pipeline.Env{Docker: pipeline.NewEngine(cli), Stats: &pipeline.Stats{}}
-	if _, ok := raw.Docker.(dockerfacts.RawEngine); !ok {
-		t.Fatal("pipeline.Engine is no RawEngine")
+	if pipeline.RawAnswersOf(raw.Docker) == nil {
+		t.Fatal("pipeline.Engine has no raw answers")
 	}
 	opts := client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", key+"="+val)}
 	ctx := context.Background()

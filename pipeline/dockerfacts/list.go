@@ -13,16 +13,16 @@ import (
 
 // List lists containers with one Docker call (within one call deadline)
 // and returns what the list says of each: ID, name, state and labels. From
-// a RawEngine the answer is read one container at a time, never held
-// whole.
+// an engine with raw answers (pipeline.RawAnswers) the answer is read one
+// container at a time, never held whole.
 func List(ctx context.Context, env *pipeline.Env, opts client.ContainerListOptions) ([]pipeline.Container, error) {
 	callCtx, cancel := env.Call(ctx)
 	defer cancel()
 	if env.Stats != nil {
 		env.Stats.ListCalls.Add(1)
 	}
-	raw, ok := env.Docker.(RawEngine)
-	if !ok {
+	raw := pipeline.RawAnswersOf(env.Docker)
+	if raw == nil {
 		res, err := env.Docker.ContainerList(callCtx, opts)
 		if err != nil {
 			return nil, err
