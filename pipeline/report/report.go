@@ -3,7 +3,10 @@
 package report
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"time"
@@ -179,11 +182,52 @@ func Build(env *pipeline.Env, res *pipeline.Result, runErr error) *Document {
 	return doc
 }
 
-// WriteJSON writes the document as one indented JSON value.
+// WriteJSON writes the document as one indented JSON value, followed by a
+// newline. The containers are encoded and written one at a time: the bytes
+// are those of one json.Encoder with the same indent, but a host with
+// 10,000 containers never holds its whole report (about 10 MiB, twice
+// over while it is indented) in memory.
 func (d *Document) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(d)
+	rest := *d
+	rest.Containers = nil
+	head, err := json.MarshalIndent(&rest, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The containers' place: a top-level key, and JSON strings hold no
+	// raw newline, so it is found exactly once.
+	const slot = "\n  \"containers\": null"
+	i := bytes.Index(head, []byte(slot))
+	if i < 0 {
+		return errors.New("report: no containers key in the document")
+	}
+	i += len(slot) - len("null")
+	bw := bufio.NewWriter(w)
+	bw.Write(head[:i])
+	switch {
+	case d.Containers == nil:
+		bw.WriteString("null")
+	case len(d.Containers) == 0:
+		bw.WriteString("[]")
+	default:
+		bw.WriteByte('[')
+		for k := range d.Containers {
+			if k > 0 {
+				bw.WriteByte(',')
+			}
+			c, err := json.MarshalIndent(&d.Containers[k], "    ", "  ")
+			if err != nil {
+				return err
+			}
+			bw.WriteString("\n    ")
+			bw.Write(c)
+		}
+		bw.WriteString("\n  ]")
+	}
+	bw.Write(head[i+len("null"):])
+	bw.WriteByte('\n')
+	// A bufio.Writer keeps its first write error and returns it here.
+	return bw.Flush()
 }
 
 // ContainerOf is one record's line of the report, for stages that write
