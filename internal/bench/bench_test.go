@@ -132,7 +132,7 @@ func TestParseFlags(t *testing.T) {
 // The report renders every section from synthetic figures without
 // panicking, and judges the targets.
 func TestReportMarkdown(t *testing.T) {
-	o, err := parseFlags([]string{"-sizes", "100,1000", "-rss-sizes", "5000", "-repeat", "2", "-sweep-size", "1000"})
+	o, err := parseFlags([]string{"-sizes", "100,1000", "-rss-sizes", "10000", "-repeat", "2", "-sweep-size", "1000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestReportMarkdown(t *testing.T) {
 	}{"discover", 0.5})
 	sum.Summary.DurationS = 0.6
 	var plan []*planPoint
-	for _, n := range []int{100, 1000, 5000} {
+	for _, n := range []int{100, 1000, 10000} {
 		pt := &planPoint{size: n, workers: 8, plan: series{s(1, 20000), s(1.2, 21000)}, floor: series{s(0.9, 0), s(1, 0)},
 			calls: []apiCalls{{list: 1, inspect: n, found: true}, {list: 1, inspect: n, found: true}}}
 		pt.stages.add(sum)
@@ -166,7 +166,8 @@ func TestReportMarkdown(t *testing.T) {
 		"| plan at 1000 containers within 1.5x of the floor | 1.16x",
 		"| PASS |",
 		"| removal of 500 expired containers within 1.3x of docker container prune | 1.05x",
-		"| peak RSS of plan at 5000 containers under 64 MiB | 20.0 MiB",
+		"| peak RSS of plan at 10000 containers under 64 MiB | 20.0 MiB",
+		"| plan at 10000 containers within 1.2x of the floor | 1.16x",
 		"| at most one inspect per container per run (run that removes) | run: 2.00 per container",
 		"MISS",
 		"### Where plan's time goes",

@@ -114,7 +114,12 @@ func runInProcess(ctx context.Context, file, now string, wrap func(*client.Clien
 		return nil, nil, nil, err
 	}
 	defer cli.Close()
-	var docker pipeline.Docker = cli
+	// As a run: the API version settled first, then the engine of every
+	// run (undecoded list and inspect answers).
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return nil, nil, nil, err
+	}
+	var docker pipeline.Docker = pipeline.NewEngine(cli)
 	if wrap != nil {
 		docker = wrap(cli)
 	}
