@@ -123,8 +123,20 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	if workers < 1 {
 		workers = DefaultWorkers
 	}
+	// Earlier runs' removals first: the engine may have carried out a
+	// request after its run died (pending.go).
+	reconcile(ctx, env)
+	journal := openPending(env)
+	defer func() {
+		journal.close()
+		if journal != nil {
+			compactPending(env)
+		}
+	}()
 	poolErr := pipeline.ForEach(ctx, targets, workers, func(ctx context.Context, rec *pipeline.Record) {
-		r.removeOne(ctx, env, rec)
+		if r.removeOne(ctx, env, rec, journal) {
+			journal.settled(rec.Container.ID)
+		}
 		logOutcome(env, rec)
 		if rec.Outcome.Status == pipeline.OutcomeRemoved {
 			// Recorded as soon as it happened (the run's events file takes
@@ -163,30 +175,34 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 
 // removeOne re-inspects one container and removes it if nothing changed.
 // It leaves Outcome empty when ctx ended before anything was asked of
-// Docker for this container.
-func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline.Record) {
+// Docker for this container. It reports whether it asked for a removal
+// and learnt its fate (the journal's entry is then settled).
+func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, journal *pendingJournal) bool {
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 	now, err := inspect(ctx, env, rec.Container.ID)
 	switch {
 	case cerrdefs.IsNotFound(err):
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeGone}
-		return
+		return false
 	case err != nil && ctx.Err() != nil:
-		return // the run ended during the inspect: nothing was done
+		return false // the run ended during the inspect: nothing was done
 	case err != nil:
 		rec.Outcome = failed("re-inspect", err)
-		return
+		return false
 	}
 	if what, changed := dockerfacts.Changed(rec.Container, now); changed {
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
-		return
+		return false
 	}
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 
+	// Noted before the request goes out: if this run dies before the
+	// answer, the next run finds out what the engine did (pending.go).
+	journal.asked(rec.Container.ID, Event(env, rec, time.Now()))
 	callCtx, cancel := env.Call(ctx)
 	_, err = env.Docker.ContainerRemove(callCtx, rec.Container.ID, client.ContainerRemoveOptions{
 		RemoveVolumes: r.RemoveVolumes,
@@ -207,8 +223,11 @@ func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline
 		// No answer (the call timed out, the connection dropped): the
 		// request may still have reached the engine and removed the
 		// container.
-		rec.Outcome = r.settle(ctx, env, rec, err)
+		var known bool
+		rec.Outcome, known = r.settle(ctx, env, rec, err)
+		return known
 	}
+	return true
 }
 
 // answered reports whether an error is the engine's own answer to the
@@ -251,7 +270,7 @@ const (
 // look after look, was not removed (the next run tries again). When the
 // engine never answers, the removal failed with its fate unknown, and says
 // so. The removal is never sent twice: one request, one truth.
-func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, removeErr error) pipeline.Outcome {
+func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, removeErr error) (pipeline.Outcome, bool) {
 	sctx, cancel := settleContext(ctx, env)
 	defer cancel()
 	wait := r.settleWait
@@ -264,17 +283,17 @@ func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Re
 		now, err := inspect(sctx, env, rec.Container.ID)
 		switch {
 		case cerrdefs.IsNotFound(err):
-			return pipeline.Outcome{Status: pipeline.OutcomeRemoved}
+			return pipeline.Outcome{Status: pipeline.OutcomeRemoved}, true
 		case err != nil:
 			lastErr = err // no answer yet: ask again
 		case now.State == pipeline.StateRemoving:
 			// A removal is under way: look again until it is done.
 		default:
 			if what, changed := dockerfacts.Changed(rec.Container, now); changed {
-				return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
+				return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}, true
 			}
 			if looks++; looks == settleLooks {
-				return failed("remove", fmt.Errorf("%w; the container is still there", removeErr))
+				return failed("remove", fmt.Errorf("%w; the container is still there", removeErr)), true
 			}
 		}
 		if sctx.Err() != nil {
@@ -286,7 +305,8 @@ func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Re
 		}
 		wait = min(2*wait, settleMaxWait)
 	}
-	return failed("remove", fmt.Errorf("%w; whether the engine removed the container is unknown (it did not answer again: %v)", removeErr, lastErr))
+	// Left unsettled in the journal: the next run looks again.
+	return failed("remove", fmt.Errorf("%w; whether the engine removed the container is unknown (it did not answer again: %v; the next run looks again)", removeErr, lastErr)), false
 }
 
 // settleContext bounds settle: while the run goes on, by the longer of

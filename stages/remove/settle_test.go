@@ -111,7 +111,7 @@ func TestLostAnswerIsSettled(t *testing.T) {
 				return context.WithTimeout(context.Background(), 300*time.Millisecond)
 			},
 			want:        pipeline.OutcomeFailed,
-			wantErr:     "remove: context deadline exceeded; whether the engine removed the container is unknown (it did not answer again: context deadline exceeded)",
+			wantErr:     "remove: context deadline exceeded; whether the engine removed the container is unknown (it did not answer again: context deadline exceeded; the next run looks again)",
 			wantRemoves: 1,
 			stillExists: true,
 		},

@@ -1,0 +1,258 @@
+package remove
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/events"
+)
+
+// PendingSuffix names the journal of removals asked for and not yet
+// confirmed, kept beside the run's events file (events.jsonl +
+// PendingSuffix).
+//
+// A removal request can be carried out by the engine after the run that
+// sent it is dead (killed while the engine stalled: the request waits in
+// the engine's socket), and then nothing of that run can write its line.
+// So the container.remove event is noted here before the request goes out,
+// and marked settled once the run knows the outcome; the next run looks
+// at every entry left unsettled and writes the line of each container the
+// engine no longer has. An entry whose fate the run could not learn (the
+// engine never answered again) is left for the next run too.
+const PendingSuffix = ".ds01-pipe-pending"
+
+// maxPendingBytes bounds what is read of the journal: a few lines per
+// removal of one run.
+const maxPendingBytes = 16 << 20
+
+// pendingEntry is one line of the journal.
+type pendingEntry struct {
+	Op      string      `json:"op"` // "asked" (before the request) or "settled"
+	ID      string      `json:"id"`
+	At      time.Time   `json:"at,omitzero"`
+	User    string      `json:"user,omitempty"`
+	Source  string      `json:"source,omitempty"`
+	Details [][2]string `json:"details,omitempty"` // the container.remove event's, in order
+}
+
+// pendingJournal appends entries; safe for concurrent use. A nil journal
+// does nothing: runs without the engine's events file keep none.
+type pendingJournal struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// pendingPath is the journal of the run's events file, or "".
+func pendingPath(env *pipeline.Env) string {
+	if env.Events == nil {
+		return ""
+	}
+	return env.Events.Path() + PendingSuffix
+}
+
+// openPending opens the journal for appending. The journal only completes
+// the record; a journal that cannot be opened is a warning, never a
+// reason not to act.
+func openPending(env *pipeline.Env) *pendingJournal {
+	path := pendingPath(env)
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o640)
+	if err == nil {
+		if st, serr := f.Stat(); serr != nil || !st.Mode().IsRegular() {
+			f.Close()
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+	}
+	if err != nil {
+		if env.Log != nil {
+			env.Log.WithError(err).Warn("journal of pending removals unavailable: a removal the engine carries out after this run dies would go unrecorded")
+		}
+		return nil
+	}
+	return &pendingJournal{f: f}
+}
+
+func (j *pendingJournal) append(e pendingEntry) {
+	if j == nil {
+		return
+	}
+	line, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, _ = j.f.Write(append(line, '\n')) // best effort, see openPending
+}
+
+// asked notes a removal about to be requested, with its event.
+func (j *pendingJournal) asked(id string, ev events.Event) {
+	e := pendingEntry{Op: "asked", ID: id, At: ev.Time, User: ev.User, Source: ev.Source}
+	for _, f := range ev.Details {
+		e.Details = append(e.Details, [2]string{f.Key, fmt.Sprint(f.Value)})
+	}
+	j.append(e)
+}
+
+// settled notes that the run knows what became of the removal.
+func (j *pendingJournal) settled(id string) { j.append(pendingEntry{Op: "settled", ID: id}) }
+
+func (j *pendingJournal) close() {
+	if j != nil {
+		_ = j.f.Close()
+	}
+}
+
+// readPending returns the entries asked and never settled, in order.
+func readPending(path string) ([]pendingEntry, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	var asked []pendingEntry
+	settled := map[string]bool{}
+	sc := bufio.NewScanner(io.LimitReader(f, maxPendingBytes))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e pendingEntry
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.ID == "" {
+			continue // a line cut by a crash
+		}
+		switch e.Op {
+		case "asked":
+			asked = append(asked, e)
+			delete(settled, e.ID) // asked again by a later run
+		case "settled":
+			settled[e.ID] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	var open []pendingEntry
+	for _, e := range asked {
+		if !settled[e.ID] {
+			open = append(open, e)
+		}
+	}
+	return open, nil
+}
+
+// writePending replaces the journal with the entries still open, or
+// removes it when there are none.
+func writePending(path string, open []pendingEntry) error {
+	if len(open) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, nothing to remove
+	w := bufio.NewWriter(tmp)
+	for _, e := range open {
+		line, err := json.Marshal(e)
+		if err != nil {
+			continue
+		}
+		_, _ = w.Write(append(line, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o640); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// reconcile settles what earlier runs left in the journal: a container the
+// engine no longer has was removed by the request noted there, and gets
+// its container.remove line now; one still there was not removed; one the
+// engine does not answer for stays in the journal. It runs under the
+// pipeline's lock, before this run removes anything.
+func reconcile(ctx context.Context, env *pipeline.Env) {
+	path := pendingPath(env)
+	if path == "" {
+		return
+	}
+	log := env.Log
+	open, err := readPending(path)
+	if err != nil {
+		if log != nil {
+			log.WithError(err).Warn("journal of pending removals unreadable; earlier runs' unconfirmed removals stay unrecorded")
+		}
+		return
+	}
+	var keep []pendingEntry
+	for _, e := range open {
+		if ctx.Err() != nil {
+			keep = append(keep, e)
+			continue
+		}
+		_, err := inspect(ctx, env, e.ID)
+		switch {
+		case cerrdefs.IsNotFound(err):
+			ev := events.Event{Time: time.Now(), Type: events.ContainerRemove, User: e.User, Source: e.Source}
+			for _, d := range e.Details {
+				ev.Details = append(ev.Details, events.F(d[0], d[1]))
+			}
+			if err := env.Events.Write(ev); err != nil {
+				keep = append(keep, e)
+				continue
+			}
+			if log != nil {
+				log.WithField("container", e.ID).Info("an earlier run's removal, carried out after that run ended, recorded now")
+			}
+		case err != nil:
+			keep = append(keep, e) // no answer: ask again next time
+		}
+		// Still there: that request removed nothing.
+	}
+	if err := writePending(path, keep); err != nil && log != nil {
+		log.WithError(err).Warn("journal of pending removals not rewritten")
+	}
+}
+
+// compactPending rewrites the journal at the end of the stage with only
+// the entries no run could settle yet.
+func compactPending(env *pipeline.Env) {
+	path := pendingPath(env)
+	open, err := readPending(path)
+	if err == nil {
+		err = writePending(path, open)
+	}
+	if err != nil && env.Log != nil {
+		env.Log.WithError(err).Warn("journal of pending removals not rewritten")
+	}
+}

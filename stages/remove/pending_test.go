@@ -1,0 +1,143 @@
+package remove
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+)
+
+// pendingEnv is a run with the engine's events file, as Execute opens it.
+func pendingEnv(t *testing.T, f *fakeDocker) (*pipeline.Env, string) {
+	t.Helper()
+	env := testEnv(f, pipeline.ModeRun)
+	eventsFile := filepath.Join(t.TempDir(), "events.jsonl")
+	env.Events = pipeline.OpenEventLog(eventsFile)
+	if err := env.Events.OpenErr(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Events.Close() })
+	return env, eventsFile
+}
+
+func removeLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev struct {
+			Type    string            `json:"event_type"`
+			User    string            `json:"user"`
+			Details map[string]string `json:"details"`
+		}
+		if l == "" || json.Unmarshal([]byte(l), &ev) != nil || ev.Type != "container.remove" {
+			continue
+		}
+		out = append(out, ev.User+" "+ev.Details["container"]+" "+ev.Details["reason"])
+	}
+	return out
+}
+
+// TestPendingRemovalRecordedByTheNextRun pins the journal of pending
+// removals: a removal the engine carried out after its run could no
+// longer learn of it (the run died, or the engine never answered again)
+// is recorded by the next run, once the engine says the container is gone;
+// one still there is dropped, one the engine does not answer for is kept
+// for later; and a run that settled everything leaves no journal.
+func TestPendingRemovalRecordedByTheNextRun(t *testing.T) {
+	gone := exited("g1", "proj-gone", nil)
+	still := exited("s1", "proj-still", nil)
+	mute := exited("m1", "proj-mute", nil)
+	f := newFake(still, mute)
+	f.InspectErr["m1"] = context.DeadlineExceeded
+	env, eventsFile := pendingEnv(t, f)
+
+	// What a killed run left: three requests asked, none settled.
+	var journal []string
+	for _, c := range []string{gone.ID, still.ID, mute.ID} {
+		rec := target(exited(c, "proj-"+map[string]string{"g1": "gone", "s1": "still", "m1": "mute"}[c], nil))
+		e := pendingEntry{Op: "asked", ID: c, At: time.Now(), User: "alice", Source: env.Source()}
+		for _, d := range Event(env, rec, time.Now()).Details {
+			e.Details = append(e.Details, [2]string{d.Key, d.Value.(string)})
+		}
+		b, _ := json.Marshal(e)
+		journal = append(journal, string(b))
+	}
+	pending := eventsFile + PendingSuffix
+	if err := os.WriteFile(pending, []byte(strings.Join(journal, "\n")+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next run, with nothing of its own to remove.
+	if err := New().Process(t.Context(), env, &pipeline.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := removeLines(t, eventsFile); strings.Join(got, ",") != "alice proj-gone hold_expired" {
+		t.Errorf("container.remove lines %q, want the gone container's only", got)
+	}
+	open, err := readPending(pending)
+	if err != nil || len(open) != 1 || open[0].ID != "m1" {
+		t.Errorf("journal keeps %+v (%v), want only the container the engine did not answer for", open, err)
+	}
+
+	// The engine answers again: the container is still there, dropped.
+	delete(f.InspectErr, "m1")
+	if err := New().Process(t.Context(), env, &pipeline.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pending); !os.IsNotExist(err) {
+		t.Errorf("journal left behind: %v", err)
+	}
+	if n := len(removeLines(t, eventsFile)); n != 1 {
+		t.Errorf("%d container.remove lines, want still 1", n)
+	}
+}
+
+// TestPendingUnknownFateCarriedOver pins the other way into the journal: a
+// removal whose fate this run could not learn (the engine never answered
+// again) stays pending, and the next run records it once the engine says
+// the container is gone. A run that settles everything leaves no journal.
+func TestPendingUnknownFateCarriedOver(t *testing.T) {
+	c := exited("x1", "proj-x", nil)
+	ok := exited("y1", "proj-y", nil)
+	f := newFake(c, ok)
+	f.LostAnswer["x1"] = context.DeadlineExceeded
+	f.AfterRemove = func(id string) {
+		if id == "x1" {
+			f.FailInspect("x1", context.DeadlineExceeded) // the engine stalls
+		}
+	}
+	env, eventsFile := pendingEnv(t, f)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	rec, recOK := target(c), target(ok)
+	_ = (&Remove{Workers: 1, settleWait: time.Millisecond}).Process(ctx, env, &pipeline.Batch{Records: []*pipeline.Record{recOK, rec}})
+	if rec.Outcome.Status != pipeline.OutcomeFailed || recOK.Outcome.Status != pipeline.OutcomeRemoved {
+		t.Fatalf("outcomes %+v, %+v", rec.Outcome, recOK.Outcome)
+	}
+	// (y1's line went to the batch: outside Run, the batch has no sink.)
+	pending := eventsFile + PendingSuffix
+	if open, err := readPending(pending); err != nil || len(open) != 1 || open[0].ID != "x1" {
+		t.Fatalf("journal %+v (%v), want x1 only (y1 was settled)", open, err)
+	}
+
+	f.AfterRemove = nil
+	f.FailInspect("x1", nil) // the engine is back, and x1 is gone
+	if err := New().Process(t.Context(), env, &pipeline.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := removeLines(t, eventsFile); strings.Join(got, ",") != "alice proj-x hold_expired" {
+		t.Errorf("after the next run: %q", got)
+	}
+	if _, err := os.Stat(pending); !os.IsNotExist(err) {
+		t.Errorf("journal left behind after everything was settled: %v", err)
+	}
+}
