@@ -68,6 +68,26 @@ func isNoLimitWord(text string) bool {
 	return false
 }
 
+// ParseLimitText reads a limit written as text, as a pipeline attribute
+// writes it: one of DS01's no-limit words (null, none, never, indefinite;
+// any case) is Unlimited, anything else must be a Go duration ("45m",
+// "1h30m"; negative means "at the next run"). ok is false for an empty
+// text: no limit was written. The returned Limit has no Source.
+func ParseLimitText(text string) (l Limit, ok bool, err error) {
+	t := strings.TrimSpace(text)
+	switch {
+	case t == "":
+		return Limit{}, false, nil
+	case isNoLimitWord(t):
+		return Limit{Unlimited: true}, true, nil
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil {
+		return Limit{}, false, fmt.Errorf("%q is neither a duration such as \"45m\" or \"1h30m\" nor \"never\"", text)
+	}
+	return Limit{Duration: d}, true, nil
+}
+
 // decimalNumber matches the plain decimal numbers accepted inside quoted
 // strings and used for exact arithmetic on YAML floats. The exponent is capped
 // at three digits so a hostile file cannot make big.Rat build a huge power of ten.

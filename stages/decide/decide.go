@@ -12,7 +12,6 @@ import (
 	"context"
 	_ "embed" // the sample stage block
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -193,20 +192,15 @@ func (s *Stage) overrides(base Policy) (Policy, error) {
 // words are Unlimited, anything else must be a Go duration. Negative values
 // are allowed and mean "at the next run", as in the policy files.
 func parseLimit(attr, text string) (*policy.Limit, error) {
-	t := strings.TrimSpace(text)
-	if t == "" {
+	l, ok, err := policy.ParseLimitText(text)
+	if err != nil {
+		return nil, &pipeline.AttrError{Attr: attr, Err: err}
+	}
+	if !ok {
 		return nil, nil
 	}
-	src := Kind + "." + attr
-	switch strings.ToLower(t) {
-	case "never", "none", "null", "indefinite":
-		return &policy.Limit{Unlimited: true, Source: src}, nil
-	}
-	d, err := time.ParseDuration(t)
-	if err != nil {
-		return nil, &pipeline.AttrError{Attr: attr, Err: fmt.Errorf("%q is neither a duration such as \"45m\" or \"1h30m\" nor \"never\"", text)}
-	}
-	return &policy.Limit{Duration: d, Source: src}, nil
+	l.Source = Kind + "." + attr
+	return &l, nil
 }
 
 // overridden is a Policy with the stage's attributes over it.

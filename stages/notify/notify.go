@@ -99,7 +99,7 @@ func init() {
 
 // Init checks the configuration.
 func (s *Stage) Init() error {
-	d, err := time.ParseDuration(s.WebhookTimeout)
+	d, err := pipeline.ParseDuration(s.WebhookTimeout)
 	if err != nil || d <= 0 || d > time.Minute {
 		return &pipeline.AttrError{Attr: "webhook_timeout", Err: fmt.Errorf("want a Go duration between 0s and 1m, got %q", s.WebhookTimeout)}
 	}

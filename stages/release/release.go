@@ -128,9 +128,9 @@ func (s *Stage) Init() error {
 	if s.KillOrphans && Mode(s.Mode) == ModeAudit {
 		return &pipeline.AttrError{Attr: attrKillOrphans, Err: errors.New(`an audit never kills: drop kill_orphans or set mode = "release"`)}
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(s.KillGrace))
+	d, err := pipeline.ParseDuration(s.KillGrace)
 	if err != nil {
-		return &pipeline.AttrError{Attr: attrKillGrace, Err: fmt.Errorf("%q is not a Go duration such as \"10s\"", s.KillGrace)}
+		return &pipeline.AttrError{Attr: attrKillGrace, Err: err}
 	}
 	if d < 0 || d > MaxKillGrace {
 		return &pipeline.AttrError{Attr: attrKillGrace, Err: fmt.Errorf("must be between 0s and %v, got %v", MaxKillGrace, d)}
