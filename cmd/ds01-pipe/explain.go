@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/dockerfacts"
 	"github.com/ds01/ds01-pipe/pipeline/report"
 	"github.com/ds01/ds01-pipe/policy"
 )
@@ -166,14 +167,8 @@ func resolveContainer(cmd *cobra.Command, callTimeout time.Duration, target stri
 	case err != nil:
 		return report.Container{}, withCode(ExitFailure, fmt.Errorf("inspecting %s: %w", target, err))
 	}
-	facts := report.Container{ID: res.Container.ID, Name: strings.TrimPrefix(res.Container.Name, "/"), GPUs: []string{}}
-	if res.Container.State != nil {
-		facts.State = string(res.Container.State.Status)
-	}
-	if res.Container.Config != nil {
-		facts.Image = res.Container.Config.Image
-	}
-	return facts, nil
+	facts, _ := dockerfacts.FromInspect(res.Container)
+	return report.Container{ID: facts.ID, Name: facts.Name, State: string(facts.State), Image: facts.Image, GPUs: []string{}}, nil
 }
 
 // stagePositions returns where each stage block of the pipeline file
