@@ -110,7 +110,10 @@ func (e *Engine) ContainerInspectJSON(ctx context.Context, id string) (io.ReadCl
 // answer is an error of the class the client gives it (cerrdefs), with the
 // engine's message.
 func (e *Engine) get(ctx context.Context, p string, q url.Values) (io.ReadCloser, error) {
-	u := e.prefix + path.Join("/v"+strings.TrimPrefix(e.ClientVersion(), "v"), p)
+	u := e.prefix + p
+	if v := strings.TrimPrefix(e.ClientVersion(), "v"); v != "" {
+		u = e.prefix + path.Join("/v"+v, p)
+	}
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
