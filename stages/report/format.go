@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/ds01/ds01-pipe/stages/internal/recordview"
 )
@@ -41,23 +44,74 @@ func compactJSON(v any) string {
 	if err := enc.Encode(v); err != nil {
 		return ""
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return string(escapeInvisible(bytes.TrimSuffix(b.Bytes(), []byte("\n"))))
+}
+
+// hidden reports whether r must not reach a terminal or a reader's eye
+// as it is: control characters (C0 and C1: ESC and CSI start terminal
+// escape sequences) and invisible format characters (bidi overrides
+// that reorder a line, zero-width marks).
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+}
+
+// escapeInvisible rewrites the hidden characters that encoding/json
+// leaves as they are (C1 controls, bidi and other format characters;
+// it escapes C0 itself) as \uXXXX escapes, so the JSON means the same
+// and shows no label's escape sequence or reordering on a terminal.
+// Outside strings JSON holds only ASCII, so every such rune is inside one.
+func escapeInvisible(js []byte) []byte {
+	if !bytes.ContainsFunc(js, func(r rune) bool { return r >= 0x80 && hidden(r) }) {
+		return js
+	}
+	out := make([]byte, 0, len(js)+16)
+	for _, r := range string(js) {
+		if r < 0x80 || !hidden(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		if r > 0xFFFF {
+			hi, lo := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, hi, lo)
+			continue
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+	}
+	return out
 }
 
 // csvCell makes one CSV value safe. encoding/csv quotes what RFC 4180
-// needs (commas, quotes, line breaks); on top of that, a text value that
+// needs (commas, quotes, line breaks); a report is read on terminals
+// too, so control and format characters other than line breaks and tabs
+// (ESC, CSI, a carriage return that overwrites the line, bidi overrides)
+// become U+FFFD, as in Markdown; on top of that, a text value that
 // a spreadsheet would read as a formula (it starts with =, +, -, @, a tab
 // or a carriage return) gets a leading ' (OWASP's advice against CSV
 // injection), so opening the report never runs a container owner's
 // formula. Numbers and booleans are ours and are written as they are.
 func csvCell(f recordview.Field, v any) string {
-	s := strings.ToValidUTF8(text(v), "\uFFFD")
+	s := visibleText(strings.ToValidUTF8(text(v), "\uFFFD"))
 	if f.Kind == recordview.String || f.Kind == recordview.List || f.Kind == recordview.Map {
 		if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 			s = "'" + s
 		}
 	}
 	return s
+}
+
+// visibleText replaces the hidden characters of s, except line breaks and
+// tabs, with U+FFFD; a CRLF line break becomes LF.
+func visibleText(s string) string {
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && hidden(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 func writeCSV(w io.Writer, cols []recordview.Field, objs []*recordview.Object) error {
@@ -86,7 +140,8 @@ func writeCSV(w io.Writer, cols []recordview.Field, objs []*recordview.Object) e
 // writeJSONL writes one JSON object per line. Without columns it is the
 // JSON report's container object, key for key; with columns, those keys in
 // that order (null where the report has null). encoding/json escapes line
-// breaks, U+2028/9, <, > and &, and replaces invalid UTF-8.
+// breaks, U+2028/9, <, > and &, and replaces invalid UTF-8; C1 controls
+// and format characters are escaped on top (escapeInvisible).
 func writeJSONL(w io.Writer, cols []recordview.Field, objs []*recordview.Object) error {
 	for _, o := range objs {
 		var line []byte
@@ -99,7 +154,7 @@ func writeJSONL(w io.Writer, cols []recordview.Field, objs []*recordview.Object)
 		if err != nil {
 			return err
 		}
-		line = append(line, '\n')
+		line = append(escapeInvisible(line), '\n')
 		if _, err := w.Write(line); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/report"
@@ -138,9 +139,64 @@ func TestJSONLKeysMatchTheReport(t *testing.T) {
 		t.Fatalf("%d lines, want %d", len(lines), len(recs))
 	}
 	for i, line := range lines {
+		// The same object, value for value: hidden characters are escaped
+		// differently (escapeInvisible), which JSON reads the same.
 		want, _ := json.Marshal(report.ContainerOf(recs[i]))
-		if line != string(want) {
+		var got, exp any
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		_ = json.Unmarshal(want, &exp)
+		g, _ := json.Marshal(got)
+		e, _ := json.Marshal(exp)
+		if !bytes.Equal(g, e) {
 			t.Errorf("line %d:\n%s\nwant the report's object:\n%s", i, line, want)
+		}
+	}
+}
+
+// TestNoHiddenCharacters: a label, a type or a reason may hold terminal
+// escapes (ESC, the one-byte C1 CSI) and bidi overrides; no format lets
+// them reach a terminal that shows the report (path "-", or cat). JSON
+// lines keep the values exactly, escaped.
+func TestNoHiddenCharacters(t *testing.T) {
+	const evil = "\x1b]0;pwned\x07\x1b[2J\u009b31m\r\u202eexe.txt\u200b\U000e0041"
+	rec := &pipeline.Record{
+		Container: pipeline.Container{ID: "feedfacecafe", Name: "n", State: pipeline.StateExited,
+			Labels: map[string]string{"esc": evil, "k\u202e": "v"}},
+		Owner:        pipeline.Owner{Name: "bob", Source: pipeline.OwnerFromUser},
+		Type:         "atomic\u202e" + evil,
+		ExemptReason: evil,
+		Verdict:      pipeline.Verdict{Action: pipeline.ActionKeep, Detail: evil},
+	}
+	cols := []string{"name", "type", "exempt_reason", "detail", "labels"}
+	for _, format := range []string{FormatCSV, FormatJSONL, FormatMarkdown} {
+		for _, c := range [][]string{cols, nil} {
+			s := &Stage{Format: format, Path: "-", Columns: c}
+			if err := s.Init(); err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := s.Render(&b, []*pipeline.Record{rec}); err != nil {
+				t.Fatal(err)
+			}
+			out := strings.ReplaceAll(b.String(), "\r\n", "\n")
+			for _, r := range out {
+				if r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+					t.Errorf("%s %v: the output holds %U:\n%q", format, c, r, out)
+					break
+				}
+			}
+			if format != FormatJSONL || c == nil {
+				continue
+			}
+			var got map[string]any
+			if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got["detail"] != evil || got["labels"].(map[string]any)["esc"] != evil {
+				t.Errorf("jsonl changed the values: %q", got)
+			}
 		}
 	}
 }
