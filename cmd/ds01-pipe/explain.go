@@ -287,7 +287,13 @@ func buildExplanation(cfg, run *pipeline.Config, text []byte, env *pipeline.Env,
 	if action != "" && !actsIn(cfg, action) {
 		// A verdict is only a decision: without the stage that carries it
 		// out (an audit pipeline), nothing happens to the container.
-		e.rules = append(e.rules, explainRule{Stage: "pipeline", Rule: fmt.Sprintf("the verdict says %s, but no %s stage of this pipeline acts on it: it is only reported", action, action), Source: cfg.File})
+		// A kept container's action is a future one: say when, never that
+		// today's verdict (keep) says it.
+		verdict := "the verdict says " + action
+		if !rec.Verdict.Action.Acts() {
+			verdict = fmt.Sprintf("the verdict would be %s from %s", action, at.UTC().Format(time.RFC3339))
+		}
+		e.rules = append(e.rules, explainRule{Stage: "pipeline", Rule: fmt.Sprintf("%s, but no %s stage of this pipeline acts on it: it is only reported", verdict, action), Source: cfg.File})
 		action = ""
 	}
 	if action != "" {

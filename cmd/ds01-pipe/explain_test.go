@@ -342,3 +342,32 @@ func TestExplainAuditActsOnNothing(t *testing.T) {
 		t.Errorf("verdict %s, action %v, rules %+v; want remove, null and the reason", doc.Container.Verdict, doc.Action, doc.Rules)
 	}
 }
+
+// TestExplainAuditFutureAction: in an audit pipeline a container within
+// its hold is kept; the rule about the missing remove stage says when the
+// verdict would be remove, never that today's verdict (keep) says remove.
+func TestExplainAuditFutureAction(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newCleanup(t, eng)
+	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
+	f.pipeline = shipped(t, "audit-next24h.hcl")
+	now := finishedAt(t, eng, c).Add(time.Minute)
+	args := f.args("explain", "json", now, "--var", "state_dir="+filepath.Join(t.TempDir(), "state"), "--var", "gpu_backend=none")
+	args = append(args[:len(args)-1], c.Name, f.pipeline)
+	code, out, errOut := cli(t, args...)
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var doc explainDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Container.Verdict != "keep" || doc.Action != nil || !hasRule(doc, "pipeline", "the verdict would be remove from ", "audit-next24h.hcl") {
+		t.Errorf("verdict %s, action %v, rules %+v; want keep, null and when it would be remove", doc.Container.Verdict, doc.Action, doc.Rules)
+	}
+	for _, r := range doc.Rules {
+		if strings.Contains(r.Rule, "the verdict says remove") {
+			t.Errorf("rule %q: the verdict is keep", r.Rule)
+		}
+	}
+}
