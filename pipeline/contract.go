@@ -149,6 +149,17 @@ func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.D
 				stages[j].ref, at(stages[j].rng), st.ref, stages[j].ref))
 		}
 	}
+	if once(st.contract) {
+		for j := 0; j < i; j++ {
+			if stages[j].ref.Kind == st.ref.Kind {
+				return diag("Repeated stage", fmt.Sprintf(
+					"Stage %s repeats stage %s (%s): a stage of kind %q acts on containers or records events, "+
+						"so a second one would act on the same containers again or record the same events twice "+
+						"(a removal reported as gone, each GPU release logged twice). Keep one %s stage.",
+					st.ref, stages[j].ref, at(stages[j].rng), st.ref.Kind, st.ref.Kind))
+			}
+		}
+	}
 	for _, f := range st.contract.Needs {
 		if len(writers[f]) == 0 || firstWriter(stages[:i], f) >= 0 {
 			// No kind of the registry writes f (a registry made for a
@@ -192,6 +203,15 @@ func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.D
 			st.ref, because, f, kindList(writers[f]), st.ref))
 	}
 	return nil
+}
+
+// once reports whether a pipeline may hold only one stage of the kind: a
+// kind that acts on containers or queues events does it again in full
+// when repeated, and its second outcomes and events overwrite or double
+// the first's. (A second discover widens the scope: it adds only the
+// containers the first did not list.)
+func once(c Contract) bool {
+	return c.Acts || c.writes(FieldEvents) || c.writes(FieldRemoval)
 }
 
 // firstWriter returns the index of the first stage that writes f, or -1.

@@ -96,3 +96,63 @@ func TestContractOfConfiguredStage(t *testing.T) {
 		t.Errorf("kill_orphans = true without remove: %v", err)
 	}
 }
+
+// A kind that acts or records events may stand
+// once in a pipeline: a second remove would find its own removals gone
+// and report them so, a second release would log each GPU release twice.
+// Kinds that only narrow or show the run (filter, report) may repeat.
+func TestRepeatedStage(t *testing.T) {
+	const head = "pipeline \"p\" {\n  gpu { backend = \"none\" }\n"
+	base := []string{`discover`, `attribute`, `classify`, `exempt`, `decide`, `release`, `remove`}
+	for _, tc := range []struct {
+		name  string
+		extra string // a second stage block, inserted after its kind
+		want  string // "" loads
+	}{
+		{"remove twice", `remove`, `Stage remove.again repeats stage remove (line 9)`},
+		{"release twice", `release`, `Stage release.again repeats stage release (line 8)`},
+		{"filter twice", `filter`, ""},
+		{"report twice", `report`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			b.WriteString(head)
+			block := func(kind, name string) string {
+				attrs := ""
+				switch kind {
+				case "filter":
+					attrs = ` when = c.name != "x"`
+				case "report":
+					attrs = ` format = "csv" path = "-"`
+				}
+				if name != "" {
+					attrs += ` name = "` + name + `"`
+				}
+				if attrs == "" {
+					return "  stage \"" + kind + "\" {}\n"
+				}
+				return "  stage \"" + kind + "\" {\n   " + strings.ReplaceAll(attrs, `" `, "\"\n    ") + "\n  }\n"
+			}
+			stages := base
+			if tc.extra == "filter" || tc.extra == "report" {
+				stages = append(append([]string{}, base...), tc.extra)
+			}
+			for _, k := range stages {
+				b.WriteString(block(k, ""))
+				if k == tc.extra {
+					b.WriteString(block(k, "again"))
+				}
+			}
+			b.WriteString("  stage \"log\" {\n    events_file = \"\"\n    syslog = false\n  }\n}\n")
+			_, err := pipelinetest.Load(t, pipeline.DefaultRegistry, b.String())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want no error, got:\n%v\n%s", err, b.String())
+			case tc.want != "" && !pipeline.IsConfigError(err):
+				t.Fatalf("want a configuration error, got %v\n%s", err, b.String())
+			case tc.want != "" && !strings.Contains(err.Error(), "Repeated stage") || tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("want %q in:\n%v", tc.want, err)
+			}
+		})
+	}
+}

@@ -91,9 +91,16 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		return fmt.Errorf("listing containers: %w", err)
 	}
 
+	// A second discover stage widens the scope; a container both scopes
+	// hold stays one record, or it would be judged, removed and logged
+	// twice.
+	known := make(map[string]bool, len(batch.Records))
+	for _, r := range batch.Records {
+		known[r.Container.ID] = true
+	}
 	var recs []*pipeline.Record
 	for _, c := range list {
-		if s.inScope(c) {
+		if s.inScope(c) && !known[c.ID] {
 			recs = append(recs, &pipeline.Record{Container: c})
 		}
 	}

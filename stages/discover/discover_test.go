@@ -75,3 +75,34 @@ func TestDiscoverRealEngine(t *testing.T) {
 		t.Errorf("GPU snapshot %+v", batch.GPU)
 	}
 }
+
+// TestSecondDiscoverAddsOnlyNewContainers: a pipeline may hold two
+// discover stages to widen its scope; a container both scopes hold is one
+// record, never two (two records would be judged, removed and logged
+// twice, the second removal reported as gone).
+func TestSecondDiscoverAddsOnlyNewContainers(t *testing.T) {
+	eng := dockertest.New(t)
+	key, val := eng.Label()
+	a := eng.Create(t, dockertest.Spec{Name: "a", Labels: map[string]string{"team": "x"}})
+	b := eng.Create(t, dockertest.Spec{Name: "b"})
+	gpu, err := nvml.Open(nvml.Options{Backend: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &pipeline.Env{Now: time.Now(), Docker: eng.Client(), GPU: gpu, Log: logrus.New(), Stats: &pipeline.Stats{}}
+	batch := &pipeline.Batch{}
+	first := &Stage{NamePrefix: eng.Prefix(), Labels: map[string]string{key: val, "team": "x"}, Workers: 2}
+	second := &Stage{NamePrefix: eng.Prefix(), Labels: map[string]string{key: val}, Workers: 2}
+	for _, s := range []*Stage{first, second} {
+		if err := s.Process(context.Background(), env, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	for _, r := range batch.Records {
+		seen[r.Container.ID]++
+	}
+	if len(batch.Records) != 2 || seen[a.ID] != 1 || seen[b.ID] != 1 {
+		t.Errorf("%d records (%v), want a and b once each", len(batch.Records), seen)
+	}
+}
