@@ -243,3 +243,21 @@ func TestInitRejects(t *testing.T) {
 		}
 	}
 }
+
+// A character device that is not a terminal never gets a notice: a
+// forged utmp line could name /dev/null's neighbours (/dev/mem,
+// /dev/watchdog), where a write by root does harm.
+func TestWriteTerminalOnlyToTerminals(t *testing.T) {
+	if err := writeTerminal("/dev", "null", []byte("x")); err == nil || !strings.Contains(err.Error(), "not a terminal") {
+		t.Errorf("/dev/null: %v, want refused as not a terminal", err)
+	}
+	m, line := openPTY(t)
+	if err := writeTerminal("/dev", line, []byte("hello")); err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	buf := make([]byte, 16)
+	n, err := m.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Errorf("the terminal read %q, %v", buf[:n], err)
+	}
+}

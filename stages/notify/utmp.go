@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The glibc utmp record on 64-bit Linux (utmp.h): 384 bytes.
@@ -95,6 +97,13 @@ func writeTerminal(devDir, line string, msg []byte) error {
 	}
 	if fi.Mode()&os.ModeCharDevice == 0 {
 		return fmt.Errorf("%s is not a terminal", p)
+	}
+	// A character device is not yet a terminal: a forged utmp line, or a
+	// dev_dir pointing elsewhere, could name /dev/mem, /dev/watchdog or
+	// /dev/kmsg, where root's write does harm. Only a device that answers
+	// the terminal ioctl (isatty) gets the notice.
+	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+		return fmt.Errorf("%s is not a terminal: %w", p, err)
 	}
 	_, err = f.Write(msg)
 	return err
