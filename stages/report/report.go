@@ -17,6 +17,7 @@ import (
 
 	"github.com/agext/levenshtein"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/stages/internal/recordview"
 )
@@ -53,6 +54,39 @@ type Stage struct {
 
 	// stdout is where "-" writes; tests replace it.
 	stdout io.Writer
+	// trust is the pipeline's file trust (UseFiles): as root, the folder
+	// the report goes to must be reached through root's folders only.
+	trust safefile.Trust
+}
+
+// UseFiles takes the pipeline's trust rule for the report's folder.
+func (s *Stage) UseFiles(fs pipeline.FileSettings) { s.trust = fs.Trust }
+
+// checkFolder refuses, with trust enforced, a report whose folder is (or
+// is reached through) a folder or link another user owns or may write:
+// that user could point it anywhere, and root would then create or
+// replace a file of the report's name in a folder of that user's choice.
+// A sticky folder such as /tmp is fine: the report replaces its own entry
+// there, never following a link (WriteAtomic).
+func checkFolder(path string, trust safefile.Trust) error {
+	if !trust.Enforce {
+		return nil
+	}
+	_, err := safefile.Check(filepath.Dir(path), trust)
+	var ie *safefile.InsecureError
+	if errors.As(err, &ie) {
+		at := ie.At
+		if at == "" {
+			at = filepath.Dir(path)
+		}
+		return fmt.Errorf("writing %s refused: %s %s, so another user could send the report, written as root, "+
+			"into a folder of their choice; write it under a folder only root can change, or pass %s",
+			path, at, ie.Reason, safefile.OverrideFlag)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // New returns a report stage.
@@ -152,6 +186,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			return &pipeline.PartialError{Err: fmt.Errorf("report: writing to standard output: %w", err)}
 		}
 		return nil
+	}
+	if err := checkFolder(s.Path, s.trust); err != nil {
+		return &pipeline.PartialError{Err: fmt.Errorf("report: %w", err)}
 	}
 	if err := WriteAtomic(s.Path, buf.Bytes(), FileMode); err != nil {
 		return &pipeline.PartialError{Err: fmt.Errorf("report: %w", err)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/report"
 )
@@ -285,5 +287,75 @@ func TestProcessFailureIsPartial(t *testing.T) {
 	}
 	if !strings.HasPrefix(b.String(), "| id | name |") {
 		t.Errorf("stdout = %q", b.String())
+	}
+}
+
+// As root, a report goes only to a folder reached through root's folders:
+// a folder or link another user owns could send root's write anywhere (a
+// careless --var report=/home/alice/reports/x.md, with reports a link to
+// /etc). A sticky folder such as /tmp is fine: the report replaces its own
+// entry, never following a link.
+func TestReportFolderTrust(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root: only root can give folders away (CI runs the tests as root)")
+		}
+		t.Skip("needs root: only root can give folders away (CI runs the tests as root)")
+	}
+	const nobody = 65534
+	root := t.TempDir()
+	users := filepath.Join(root, "users")
+	victim := filepath.Join(root, "victim")
+	sticky := filepath.Join(root, "tmp")
+	for _, d := range []string{users, victim, sticky} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(users, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sticky, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(users, "reports")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	trust := pipeline.FileSettings{Trust: safefile.Trust{Enforce: true}}
+	for _, tt := range []struct {
+		path    string
+		refused bool
+	}{
+		{filepath.Join(link, "x.md"), true},
+		{filepath.Join(users, "x.md"), true},
+		{filepath.Join(sticky, "x.md"), false},
+		{filepath.Join(root, "x.md"), false},
+	} {
+		s := &Stage{Format: FormatMarkdown, Path: tt.path}
+		s.UseFiles(trust)
+		err := s.Process(t.Context(), &pipeline.Env{}, &pipeline.Batch{Records: hostileRecords()})
+		if !tt.refused {
+			if err != nil {
+				t.Errorf("%s: %v", tt.path, err)
+			}
+			continue
+		}
+		var partial *pipeline.PartialError
+		if !errors.As(err, &partial) || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s: error %v, want a refusal (exit 2)", tt.path, err)
+		}
+	}
+	if entries, _ := os.ReadDir(victim); len(entries) != 0 {
+		t.Errorf("root wrote into the folder a user's link names: %v", entries)
+	}
+	// Without trust (not root, or --allow-insecure-files) the folder is the
+	// caller's business.
+	s := &Stage{Format: FormatMarkdown, Path: filepath.Join(link, "x.md")}
+	if err := s.Process(t.Context(), &pipeline.Env{}, &pipeline.Batch{}); err != nil {
+		t.Errorf("without trust: %v", err)
 	}
 }
