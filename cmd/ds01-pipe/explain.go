@@ -500,7 +500,7 @@ func writeExplanation(w io.Writer, ex *explanation) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Container\t%s (%s)\n", safe(c.Name), shortID(c.ID))
 	if c.State != "" {
-		fmt.Fprintf(tw, "Facts\t%s, owner %s (%s), type %s\n", c.State, safe(c.Owner), c.OwnerSource, safe(c.Type))
+		fmt.Fprintf(tw, "Facts\t%s\n", facts(c))
 	}
 	if ex.Action != nil {
 		fmt.Fprintf(tw, "Action\t%s at %s\n", *ex.Action, *ex.ActsAt)
@@ -523,6 +523,20 @@ func writeExplanation(w io.Writer, ex *explanation) error {
 		fmt.Fprintf(w, "  - %s\n", safe(s))
 	}
 	return nil
+}
+
+// facts is the table's one-line summary of a container. A container outside
+// the pipeline's scope was never attributed or classified: its owner and type
+// are left out rather than printed empty.
+func facts(c report.Container) string {
+	parts := []string{c.State}
+	if c.Owner != "" {
+		parts = append(parts, fmt.Sprintf("owner %s (%s)", safe(c.Owner), c.OwnerSource))
+	}
+	if c.Type != "" {
+		parts = append(parts, "type "+safe(c.Type))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // safe replaces control and format characters of user-controlled text
