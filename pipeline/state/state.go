@@ -28,6 +28,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ds01/ds01-pipe/internal/safefile"
 )
 
 // SchemaVersion is the layout of the store this package reads and writes.
@@ -135,6 +137,16 @@ func CheckDir(dir string) error {
 	}
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("%q must be an absolute path", dir)
+	}
+	if os.Geteuid() == 0 {
+		// As root, every folder and link above it must be root's too: a
+		// user who owns a folder above the store could swap it for a
+		// fresh one between runs (idle streaks and warnings start over,
+		// and an idle container is never stopped) or point the path at a
+		// folder of their choice.
+		if _, err := safefile.Check(filepath.Dir(dir), safefile.Trust{Enforce: true}); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {

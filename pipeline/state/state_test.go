@@ -140,6 +140,51 @@ func TestCheckDir(t *testing.T) {
 	}
 }
 
+// As root, the folders and links above state_dir must be root's: a user
+// who owns one could swap the store for a fresh one between runs (idle
+// streaks and warnings start over: an idle container is never stopped) or
+// point state_dir at a folder of their choice.
+func TestCheckDirAbove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the ownership check needs root")
+		}
+		t.Skip("needs root: only root can give folders away")
+	}
+	base := t.TempDir()
+	users := filepath.Join(base, "users")
+	target := filepath.Join(base, "target")
+	for _, d := range []string{users, target} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(users, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(users, "state"), filepath.Join(link, "state")} {
+		if err := CheckDir(dir); err == nil || !strings.Contains(err.Error(), "uid 4242") {
+			t.Errorf("%s: %v, want refused (a folder or link of uid 4242 above it)", dir, err)
+		}
+		if _, err := Open(dir); err == nil {
+			t.Errorf("%s: opened", dir)
+		}
+	}
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Errorf("a store was made through the user's link: %v", entries)
+	}
+	if err := CheckDir(filepath.Join(base, "root", "state")); err != nil {
+		t.Errorf("under root's folders: %v", err)
+	}
+}
+
 // A damaged store is set aside and the run starts fresh.
 func TestDamagedStoreSetAside(t *testing.T) {
 	dir := t.TempDir()
