@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,17 +29,26 @@ const maxHolderBytes = 4 << 10
 // file must be root's.
 func lock(path, pipelineName string, trust safefile.Trust) (func(), error) {
 	dir := filepath.Dir(path)
+	refused := func(err error) error {
+		var ie *safefile.InsecureError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("lock %s refused: %s %s, so another user could create the lock first and hold it, "+
+				"and every run would be skipped; keep the lock in a folder only root can write (the shipped pipelines use /run/ds01-pipe), "+
+				"or pass %s", path, ie.At, ie.Reason, safefile.OverrideFlag)
+		}
+		return fmt.Errorf("lock %s refused: %w", path, err)
+	}
+	// The folders that exist are checked before any is created: MkdirAll
+	// follows links, and root must not create folders where a user's
+	// link on the way points.
+	if _, err := safefile.Check(dir, trust); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, refused(err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
 	if _, err := safefile.CheckDir(dir, trust); err != nil {
-		var ie *safefile.InsecureError
-		if errors.As(err, &ie) {
-			return nil, fmt.Errorf("lock %s refused: %s %s, so another user could create the lock first and hold it, "+
-				"and every run would be skipped; keep the lock in a folder only root can write (the shipped pipelines use /run/ds01-pipe), "+
-				"or pass %s", path, ie.At, ie.Reason, safefile.OverrideFlag)
-		}
-		return nil, fmt.Errorf("lock %s refused: %w", path, err)
+		return nil, refused(err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o644)
 	if errors.Is(err, syscall.ELOOP) {

@@ -182,6 +182,34 @@ func TestLockTrust(t *testing.T) {
 	}
 }
 
+// The lock's missing folders are created only below folders and links
+// root owns: MkdirAll follows links, so a user's link on the way would
+// make root create folders wherever it points, before the lock is refused.
+func TestLockCreatesNoFolderThroughAUsersLink(t *testing.T) {
+	needRoot(t)
+	base := t.TempDir()
+	target := filepath.Join(base, "target")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &pipeline.Config{Name: "p", Timeout: 60e9, LockFile: filepath.Join(link, "made", "by", "root", "p.lock"),
+		Trust: safefile.Trust{Enforce: true}, GPU: pipeline.GPUConfig{Backend: "none"}}
+	_, _, err := pipeline.Execute(t.Context(), cfg, pipeline.ExecOptions{Mode: pipeline.ModeRun, Docker: noDocker{}})
+	if err == nil || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("lock through a link of uid 65534: %v, want refused", err)
+	}
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Errorf("root created folders where the user's link points: %v", entries)
+	}
+}
+
 // A lock held by another process is reported with the holder it wrote.
 func TestLockHeld(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cleanup.lock")
