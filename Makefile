@@ -191,9 +191,12 @@ install: build man completion units
 	done
 	@[ -d "$(DESTDIR)/var/log/ds01" ] || install -d -m 0755 "$(DESTDIR)/var/log/ds01"
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-	@echo "ds01-pipe installed in $(DESTDIR)$(BINDIR). Nothing is scheduled yet: try"
-	@echo "  $(BINDIR)/ds01-pipe plan $(SYSCONFDIR)/ds01-pipe/pipelines/cleanup.hcl"
-	@echo "then: systemctl enable --now ds01-pipe@cleanup.timer"
+	@echo "ds01-pipe installed in $(DESTDIR)$(BINDIR). Nothing is scheduled yet: look first (plan touches nothing)"
+	@# Without DS01's configuration the pipeline's default ds01_config is
+	@# missing: point the hint at the reference limits installed above.
+	@v=""; [ -e /opt/ds01-infra/config/runtime/resource-limits.yaml ] || v=" --var ds01_config=$(DATADIR)/ds01"; \
+	echo "  $(BINDIR)/ds01-pipe plan $(SYSCONFDIR)/ds01-pipe/pipelines/cleanup.hcl$$v"; \
+	echo "act once: the same command with run instead of plan; every 15 minutes: systemctl enable --now ds01-pipe@cleanup.timer"
 
 # Leaves /etc/ds01-pipe (the admin's pipelines) and /var/log/ds01 alone.
 uninstall:

@@ -171,7 +171,7 @@ func (in *inputs) header(p func(string, ...any), name string) {
 	p("  }")
 }
 
-// The simulation file's layout (DESIGN.md section 8); utilisation is
+// The simulation file's layout (docs/gpu-simulation.md); utilisation is
 // optional and left out when nil.
 type (
 	simProc struct {
