@@ -166,14 +166,46 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	if saveErr != nil {
 		return withCode(ExitFailure, saveErr) // after the report, which is still worth reading
 	}
-	if o.mode == pipeline.ModePlan && o.detailedExitCode {
-		for _, rec := range res.Batch.Records {
-			if rec.Verdict.Action.Acts() { // remove, or the lifecycle's stop
-				return withCode(ExitChanges, errors.New(""))
-			}
+	if o.mode == pipeline.ModePlan && res != nil && planActs(res) {
+		if format == "table" && o.out == "" {
+			// A person reads the table: say how to act on it.
+			log.Info(actHint(o.file, o.vars))
+		}
+		if o.detailedExitCode {
+			return withCode(ExitChanges, errors.New(""))
 		}
 	}
 	return nil
+}
+
+// planActs reports whether a plan found something to act on: a removal, or
+// the lifecycle's stop.
+func planActs(res *pipeline.Result) bool {
+	for _, rec := range res.Batch.Records {
+		if rec.Verdict.Action.Acts() {
+			return true
+		}
+	}
+	return false
+}
+
+// actHint is the line a plan read on a terminal ends with: the run command
+// that carries it out, with the plan's --var flags, quoted for the shell.
+func actHint(file string, vars []string) string {
+	cmd := "ds01-pipe run " + shellWord(file)
+	for _, v := range vars {
+		cmd += " --var " + shellWord(v)
+	}
+	return "nothing was changed; to act on the wall clock: " + cmd +
+		" (or save the plan with --out PLAN and carry out just that with ds01-pipe apply PLAN)"
+}
+
+// shellWord quotes s for a POSIX shell unless it needs none.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // finishRun ends a run (plan, run or apply) that loaded its pipeline,
