@@ -127,17 +127,17 @@ type orderedStage struct {
 // it stands, at that stage's block, saying what must come before it (or
 // after it). writers maps each field to the kinds that write it, for the
 // advice when no stage of the pipeline does.
-func checkOrder(stages []orderedStage, writers map[Field][]string) hcl.Diagnostics {
+func checkOrder(stages []orderedStage, writers, readers map[Field][]string) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for i := range stages {
-		if d := checkStage(stages, i, writers); d != nil {
+		if d := checkStage(stages, i, writers, readers); d != nil {
 			diags = append(diags, d)
 		}
 	}
 	return diags
 }
 
-func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.Diagnostic {
+func checkStage(stages []orderedStage, i int, writers, readers map[Field][]string) *hcl.Diagnostic {
 	st := stages[i]
 	diag := func(summary, detail string) *hcl.Diagnostic {
 		return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: st.rng.Ptr()}
@@ -190,6 +190,14 @@ func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.D
 			}
 		}
 	}
+	if st.contract.Acts && len(readers[FieldEvents]) > 0 && firstReader(stages[i+1:], FieldEvents) < 0 {
+		// What a stage that acts did is known only through the events it
+		// queues; without a later stage that records them, containers
+		// would be removed or stopped with no audit line at all.
+		return diag("Missing stage", fmt.Sprintf(
+			"Stage %s acts on containers, and what it does is recorded only by a later stage that reads the events: add %s after %s.",
+			st.ref, kindList(readers[FieldEvents]), st.ref))
+	}
 	for _, f := range st.contract.NeedsLater {
 		if len(writers[f]) == 0 || firstWriter(stages[i+1:], f) >= 0 {
 			continue
@@ -212,6 +220,16 @@ func checkStage(stages []orderedStage, i int, writers map[Field][]string) *hcl.D
 // containers the first did not list.)
 func once(c Contract) bool {
 	return c.Acts || c.writes(FieldEvents) || c.writes(FieldRemoval)
+}
+
+// firstReader returns the index of the first stage that needs or reads f, or -1.
+func firstReader(stages []orderedStage, f Field) int {
+	for i, st := range stages {
+		if slices.Contains(st.contract.Needs, f) || slices.Contains(st.contract.Reads, f) {
+			return i
+		}
+	}
+	return -1
 }
 
 // firstWriter returns the index of the first stage that writes f, or -1.
@@ -239,6 +257,20 @@ func kindList(kinds []string) string {
 		return q[0]
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// Readers maps each field to the kinds whose contract needs or reads it,
+// sorted by kind.
+func (r *Registry) Readers() map[Field][]string {
+	out := map[Field][]string{}
+	for _, s := range r.Specs() {
+		for _, f := range slices.Concat(s.Contract.Needs, s.Contract.Reads) {
+			if !slices.Contains(out[f], s.Kind) {
+				out[f] = append(out[f], s.Kind)
+			}
+		}
+	}
+	return out
 }
 
 // Writers maps each field to the kinds whose contract writes it (not

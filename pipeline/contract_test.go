@@ -156,3 +156,36 @@ func TestRepeatedStage(t *testing.T) {
 		})
 	}
 }
+
+// A stage that acts needs a later stage that records its events (log):
+// without one, containers would be removed or stopped with no audit line,
+// and the run would end as if all were well.
+func TestActingStageNeedsItsRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name, stages, want string
+	}{
+		{"remove without log", `discover decide remove`, `Stage remove acts on containers, and what it does is recorded only by a later stage that reads the events: add stage "log" after remove.`},
+		{"remove then log", `discover decide remove log`, ""},
+		{"an audit needs no log", `discover decide`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			b.WriteString("pipeline \"p\" {\n  gpu { backend = \"none\" }\n")
+			for _, k := range strings.Fields(tc.stages) {
+				if k == "log" {
+					b.WriteString("  stage \"log\" {\n    events_file = \"\"\n    syslog = false\n  }\n")
+					continue
+				}
+				b.WriteString("  stage \"" + k + "\" {}\n")
+			}
+			b.WriteString("}\n")
+			_, err := pipelinetest.Load(t, pipeline.DefaultRegistry, b.String())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want no error, got:\n%v", err)
+			case tc.want != "" && (!pipeline.IsConfigError(err) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("want a configuration error with %q, got:\n%v", tc.want, err)
+			}
+		})
+	}
+}

@@ -457,7 +457,7 @@ func decodePipeline(head *pipelineHead, pb *pipelineBlock, ctx *hcl.EvalContext,
 	if !diags.HasErrors() {
 		// Only a pipeline whose every stage decoded can be judged: a
 		// missing stage would show up as a wrong "missing stage".
-		diags = append(diags, checkOrder(ordered, reg.Writers())...)
+		diags = append(diags, checkOrder(ordered, reg.Writers(), reg.Readers())...)
 	}
 	wireFiles(cfg.Stages, cfg.Trust)
 	return cfg, diags
