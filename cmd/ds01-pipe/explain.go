@@ -66,10 +66,11 @@ unreachable, 78 configuration or usage error.`,
 			return explain(cmd, io, g, o, args[0])
 		},
 	}
-	cmd.Flags().StringArrayVar(&o.vars, "var", nil, "set a pipeline variable, NAME=VALUE (repeatable)")
-	cmd.Flags().StringVar(&o.now, "now", "", "evaluate every age at this RFC3339 instant instead of the wall clock")
-	cmd.Flags().StringVar(&o.format, "format", "", "output: table or json (default: table on a terminal, json otherwise)")
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of each Docker call")
+	// The same flags as plan, described alike (run.go).
+	cmd.Flags().StringArrayVar(&o.vars, "var", nil, helpVar)
+	cmd.Flags().StringVar(&o.now, "now", "", helpNow)
+	cmd.Flags().StringVar(&o.format, "format", "", "`FORMAT` of the answer: table or json (default: table on a terminal, json otherwise)")
+	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
 	return cmd
 }
 

@@ -53,7 +53,7 @@ containers, ends the pipeline or runs after a failure) and an example block.`,
 			return usageError("--format must be text or json, not %q", format)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	cmd.Flags().StringVar(&format, "format", "text", "`FORMAT` of the list: text or json")
 	return cmd
 }
 

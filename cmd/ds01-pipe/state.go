@@ -61,8 +61,8 @@ The store is opened read-only; a run in progress holds it for at most a few seco
 			return stateTable(io, doc)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "state-dir", "/var/lib/ds01-pipe", "the lifecycle pipeline's state_dir")
-	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	cmd.Flags().StringVar(&dir, "state-dir", "/var/lib/ds01-pipe", "the lifecycle pipeline's state_dir, the `DIR` holding lifecycle.db")
+	cmd.Flags().StringVar(&format, "format", "table", "`FORMAT` of the output: table or json")
 	return cmd
 }
 
