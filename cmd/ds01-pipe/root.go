@@ -151,6 +151,10 @@ func newRootCmd(io IOStreams) *cobra.Command {
 never started, containers stopped longer than their owner's hold time, and containers
 nobody can attribute; decide per DS01 policy what to remove; release their GPUs after
 checking live NVML state; remove them; and log every action to DS01's events.jsonl.
+The lifecycle pipeline warns the owners of idle or long-running GPU containers, then
+stops them; the audit pipelines and explain only report.
+
+Pipelines ship in /etc/ds01-pipe/pipelines; try one with plan, which touches nothing.
 
 Exit codes: 0 done, 1 runtime failure, 2 some actions failed, 3 another run holds the
 lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error.`,
