@@ -337,6 +337,9 @@ func ParseCgroup(text string) (id string, ok bool) {
 }
 
 func containerInPath(path string) (string, bool) {
+	if delegated(path) {
+		return "", false
+	}
 	bare := foreignIn(path) == "" // a bare ID under kubepods or LXC is theirs
 	for part := range strings.SplitSeq(path, "/") {
 		if id, ok := strings.CutPrefix(part, "docker-"); ok {
@@ -349,6 +352,24 @@ func containerInPath(path string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// delegated reports whether path lies in a user's own systemd subtree
+// ("/user.slice/user-1000.slice/user@1000.service/..."): systemd delegates
+// it to the user, who may create any cgroup there, named
+// "docker-<id>.scope", "<id>" or "libpod-x.scope", and move their own
+// processes in. Its names prove nothing: a bare GPU process there is not
+// attributed to the container (or runtime) it names, so it can neither
+// pass as a live container's (hiding a leak, making that container look
+// busy) nor as another runtime's. A real container there (rootless
+// Docker or podman) has its own PID namespace, which Identify reports.
+func delegated(path string) bool {
+	for part := range strings.SplitSeq(path, "/") {
+		if strings.HasPrefix(part, "user@") && strings.HasSuffix(part, ".service") {
+			return true
+		}
+	}
+	return false
 }
 
 // isContainerID accepts exactly what Docker generates: 64 lower-case hex
@@ -395,6 +416,9 @@ func ForeignRuntime(text string) string {
 }
 
 func foreignIn(path string) string {
+	if delegated(path) {
+		return ""
+	}
 	for _, m := range foreignMarkers {
 		if strings.Contains(path, m.fragment) {
 			return m.runtime

@@ -53,6 +53,10 @@ func TestParseCgroup(t *testing.T) {
 		{"scope without prefix", "0::/system.slice/docker" + cid + ".scope\n", ""},
 		{"no path field", "0:" + "/docker/" + cid + "\n", ""},
 		{"empty", "", ""},
+		// A user's own systemd subtree: any name can be made there.
+		{"user-made docker scope", "0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" + cid + ".scope\n", ""},
+		{"user-made bare id", "0::/user.slice/user-1000.slice/user@1000.service/" + cid + "\n", ""},
+		{"user-made, v1 lines of docker still count", "12:memory:/docker/" + cid + "\n1:name=systemd:/user.slice/user-1000.slice/user@1000.service/docker-" + cid2 + ".scope\n", cid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,14 +285,17 @@ func TestParseStartTime(t *testing.T) {
 
 func TestForeignRuntime(t *testing.T) {
 	for text, want := range map[string]string{
-		"0::/user.slice/user-1000.slice/session-2.scope\n":                                       "",
-		"0::/system.slice/docker-" + cid + ".scope\n":                                            "",
-		"0::/machine.slice/libpod-" + cid + ".scope/container\n":                                 "podman",
-		"0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + cid + ".scope\n":        "containerd (CRI)",
-		"12:memory:/kubepods/besteffort/pod1/" + cid + "\n0::/\n":                                "Kubernetes",
-		"0::/system.slice/crio-" + cid + ".scope\n":                                              "CRI-O",
-		"0::/lxc.payload.web/init.scope\n":                                                       "LXC",
-		"0::/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1234.scope/x\n":      "podman",
+		"0::/user.slice/user-1000.slice/session-2.scope\n":                                "",
+		"0::/system.slice/docker-" + cid + ".scope\n":                                     "",
+		"0::/machine.slice/libpod-" + cid + ".scope/container\n":                          "podman",
+		"0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + cid + ".scope\n": "containerd (CRI)",
+		"12:memory:/kubepods/besteffort/pod1/" + cid + "\n0::/\n":                         "Kubernetes",
+		"0::/system.slice/crio-" + cid + ".scope\n":                                       "CRI-O",
+		"0::/lxc.payload.web/init.scope\n":                                                "LXC",
+		// In a user's own subtree a name proves nothing (the user may make
+		// any cgroup there): rootless podman is known by its PID namespace.
+		"0::/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1234.scope/x\n":      "",
+		"0::/user.slice/user-1000.slice/user@1000.service/app.slice/libpod-" + cid + ".scope\n":  "",
 		"1:name=systemd:/docker/" + cid + "\n0::/system.slice/cri-containerd-" + cid2 + ".scope": "containerd (CRI)",
 	} {
 		if got := ForeignRuntime(text); got != want {
