@@ -139,6 +139,20 @@ var supervisors = []string{
 	"systemd-nspawn",
 }
 
+// isSupervisor reports whether a command name is one of supervisors: the
+// name itself (the kernel keeps 15 bytes, so "containerd-shim-runc-v2"
+// reads "containerd-shim"), or runc's and crun's transient
+// "runc:[2:INIT]" forms. Not any name that merely starts like one: a
+// user's "crunch" or "runcheck" above a leaked GPU process is no container.
+func isSupervisor(comm string) bool {
+	for _, s := range supervisors {
+		if comm == s || strings.HasPrefix(comm, s+":") {
+			return true
+		}
+	}
+	return false
+}
+
 // Identify reads the identity of pid. An error wrapping ErrNoProcess means
 // the process is gone; any other error means it could not be identified,
 // and the caller must treat it as possibly any container's.
@@ -266,10 +280,8 @@ func (p ProcFS) supervisor(st procStat) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("ancestor of pid %d: %w", st.pid, err)
 		}
-		for _, s := range supervisors {
-			if strings.HasPrefix(parent.comm, s) {
-				return parent.comm, nil
-			}
+		if isSupervisor(parent.comm) {
+			return parent.comm, nil
 		}
 		st = parent
 	}

@@ -221,6 +221,10 @@ func TestIdentify(t *testing.T) {
 	f.add(32, 1, "worker", "0::/machine.slice/libpod-"+cid+".scope\n", hostNS) // podman
 	f.add(40, 1, "bad", "garbage\n", hostNS)                                   // cgroup unreadable as such
 	f.add(41, 99, "lost", "0::/user.slice\n", hostNS)                          // parent 99 does not exist
+	f.add(50, 1, "crunch", "0::/user.slice/user-1000.slice/session-3.scope\n", hostNS)
+	f.add(51, 50, "python3", "0::/user.slice/user-1000.slice/session-3.scope\n", hostNS) // below a user's "crunch": no supervisor
+	f.add(52, 1, "runc:[2:INIT]", "0::/system.slice/docker.service\n", hostNS)
+	f.add(53, 52, "python3", "0::/system.slice/docker.service\n", hostNS)
 	p := ProcFS{Root: f.root}
 
 	tests := []struct {
@@ -238,6 +242,8 @@ func TestIdentify(t *testing.T) {
 		{30, cid, "", false, "", false},
 		{31, "", "", true, "", true},
 		{32, "", "podman", false, "", true},
+		{51, "", "", false, "", false},
+		{53, "", "", false, "runc:[2:INIT]", true},
 	}
 	for _, tt := range tests {
 		id, err := p.Identify(tt.pid)
