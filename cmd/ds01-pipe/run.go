@@ -46,7 +46,7 @@ ds01-pipe apply carries out later, touching only the containers it lists.`,
 		},
 	}
 	addRunFlags(cmd, o)
-	cmd.Flags().BoolVar(&o.detailedExitCode, "detailed-exitcode", false, "exit 4 when something would be removed (0 when nothing would)")
+	cmd.Flags().BoolVar(&o.detailedExitCode, "detailed-exitcode", false, "exit 4 when something would be removed or stopped (0 when nothing would)")
 	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to `PLAN` (mode 0600), for ds01-pipe apply to carry out")
 	return cmd
 }
