@@ -84,6 +84,11 @@ type Stats struct {
 // Batch is everything a run knows, shared by all stages.
 type Batch struct {
 	Records []*Record
+	// Held are records a stage left out of the run (filter): nothing
+	// judges or acts on them any more, but their containers still hold
+	// the GPUs they claim, so release never reports such a GPU released
+	// because another container that claimed it too is removed.
+	Held []*Record
 
 	// GPU is the one GPU snapshot of the run, taken by discover (nil until then).
 	GPU *nvml.Snapshot

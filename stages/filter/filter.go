@@ -191,6 +191,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 		env.Log.WithField("stage", Kind).Warnf("filter: %d more containers left out because when could not be evaluated for them", failed-maxWarnings)
 	}
 	batch.Records = kept
+	for _, d := range dropped {
+		batch.Held = append(batch.Held, d.Record)
+	}
 	s.mu.Lock()
 	s.dropped = dropped
 	s.mu.Unlock()

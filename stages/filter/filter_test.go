@@ -200,6 +200,10 @@ func TestProcessDropsAndRecords(t *testing.T) {
 	if len(d) != 2 || d[0].Name != "no" || d[0].Reason != "when is false" || d[1].Name != "bad" || !strings.Contains(d[1].Reason, "null") {
 		t.Fatalf("dropped = %+v", d)
 	}
+	// The records left out still hold their GPUs: release reads them.
+	if len(batch.Held) != 2 || batch.Held[0] != no || batch.Held[1] != bad {
+		t.Errorf("held = %v, want the two records left out", batch.Held)
+	}
 }
 
 // TestWarningsAreBounded: an expression that fails for every container

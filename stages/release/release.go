@@ -239,6 +239,14 @@ func (s *Stage) recordsOnly(batch *pipeline.Batch) {
 			rec.Warn("GPUs released on Docker's records alone: NVML cross-check not done")
 		}
 	}
+	// Containers a filter left out still hold what they claim.
+	for _, rec := range batch.Held {
+		for _, uuid := range rec.GPUUUIDs() {
+			if r := rows[strings.ToLower(uuid)]; r != nil {
+				r.holdings = true
+			}
+		}
+	}
 	plan := &pipeline.ReleasePlan{}
 	batch.GPUs = make([]pipeline.GPUReport, 0, len(rows))
 	for _, key := range slices.Sorted(maps.Keys(rows)) {

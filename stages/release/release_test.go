@@ -847,3 +847,31 @@ func (s *sleeper) wait(t *testing.T) syscall.Signal {
 	}
 	return ws.Signal()
 }
+
+// A container a filter left out of the run still holds the GPUs it
+// claims: another container's removal never reports such a GPU released,
+// with NVML or without it.
+func TestHeldClaimStaysInUse(t *testing.T) {
+	p := newProcRoot(t)
+	for _, snap := range []*nvml.Snapshot{host2(), {Backend: nvml.BackendSim, Unavailable: "NVML: ERROR_LIBRARY_NOT_FOUND"}} {
+		leaving := exited(1, "alice", gpuA)
+		held := exited(2, "bob", gpuA)
+		held.Exempt, held.ExemptReason = true, "label ds01.protected=true"
+		env, _ := testEnv(pipeline.ModeRun, snap)
+		batch := &pipeline.Batch{Records: []*pipeline.Record{leaving}, Held: []*pipeline.Record{held}, GPU: snap}
+		if err := stage(p.root).Process(context.Background(), env, batch); err != nil {
+			t.Fatal(err)
+		}
+		if batch.Release == nil {
+			t.Fatal("no release plan")
+		}
+		for _, g := range batch.Release.Pending {
+			if strings.EqualFold(g.UUID, gpuA) {
+				t.Errorf("%s: %s waits to be released, but the filtered-out container still claims it", snap.Backend, gpuA)
+			}
+		}
+		if s := statuses(batch)[gpuA]; s == pipeline.GPUReleased || s == pipeline.GPUFree {
+			t.Errorf("%s: status %s, want it held", snap.Backend, s)
+		}
+	}
+}

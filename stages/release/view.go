@@ -362,6 +362,15 @@ func (s *Stage) reconcile(ctx context.Context, env *pipeline.Env, batch *pipelin
 		}
 	}
 
+	// Containers a filter left out still hold what they claim.
+	for _, rec := range batch.Held {
+		for _, uuid := range rec.GPUUUIDs() {
+			if r := v.byKey[strings.ToLower(uuid)]; r != nil && recorded(rec, uuid) {
+				r.inUse = true
+			}
+		}
+	}
+
 	for _, r := range v.rows {
 		// A GPU is released only when nothing of a live container and
 		// nothing unexplained remains on it; until its containers are
