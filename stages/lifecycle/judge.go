@@ -118,6 +118,8 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 	e := state.Entry{ContainerID: c.ID, StartedAt: c.StartedAt, FirstSeen: now, LastActivity: now}
 	if in.Prev != nil {
 		e = *in.Prev
+		notAfter(now, &e.FirstSeen, &e.LastActivity, &e.IdleWarned, &e.IdleFinalWarned, &e.IdleExemptNoticed,
+			&e.RuntimeWarned, &e.RuntimeFinalWarned, &e.RuntimeExemptAt)
 	}
 	e.Name, e.LastSeen = c.Name, now
 
@@ -329,3 +331,17 @@ func human(d time.Duration) string {
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// notAfter moves each stored instant later than now back to now. Such an
+// instant was written by a run whose clock was set forward (run --now
+// with --allow-clock-override): left as it was, the last activity would
+// stay in the future, idle time would read 0 until the wall clock caught
+// up, and an idle container would never be stopped; a notice would count
+// as given only from that future instant, holding every stop off as long.
+func notAfter(now time.Time, instants ...*time.Time) {
+	for _, t := range instants {
+		if t.After(now) {
+			*t = now
+		}
+	}
+}

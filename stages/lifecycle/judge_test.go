@@ -452,3 +452,31 @@ func TestBothStopsDue(t *testing.T) {
 		t.Errorf("runtime stop at hand: %+v", j.RuntimeStop)
 	}
 }
+
+// One run with the clock set forward (run --now ... --allow-clock-override)
+// must not switch idle detection off until the wall clock catches up: the
+// instants it stored count as the next run's now, and the container is
+// warned and stopped on the usual schedule from there.
+func TestClockSetForwardOnce(t *testing.T) {
+	l := newLife(t, "sam", "atomic")
+	l.at(30*time.Minute, idle)
+	// What a run at start+12h left (its last activity and notices).
+	ahead := start.Add(12 * time.Hour)
+	l.entry.LastActivity, l.entry.RuntimeWarned = ahead, ahead
+	var stopped time.Duration
+	for d := 45 * time.Minute; d <= 3*time.Hour && stopped == 0; d += m15 {
+		rec, j := l.at(d, idle)
+		if l.entry.LastActivity.After(start.Add(d)) || l.entry.RuntimeWarned.After(start.Add(d)) {
+			t.Fatalf("at %v: instants stay in the future: %+v", d, l.entry)
+		}
+		if j.Verdict.Action == pipeline.ActionStop {
+			if rec.Lifecycle.StopFor != pipeline.ReasonIdleTimeout {
+				t.Fatalf("at %v: stop for %q", d, rec.Lifecycle.StopFor)
+			}
+			stopped = d
+		}
+	}
+	if stopped == 0 || stopped > 2*time.Hour {
+		t.Errorf("stopped at %v; want the idle stop within the usual schedule (by 2h), not after the clock set forward", stopped)
+	}
+}
