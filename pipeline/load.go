@@ -17,6 +17,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
+	"github.com/ds01/ds01-pipe/internal/printable"
 	"github.com/ds01/ds01-pipe/internal/safefile"
 	"github.com/ds01/ds01-pipe/policy"
 )
@@ -101,7 +102,9 @@ func (e *ConfigError) Error() string {
 		}
 		out = append(out, strings.TrimRight(text, "\n"))
 	}
-	return strings.Join(out, "\n\n")
+	// File names, and values quoted from the file, may hold control
+	// characters: escaped, they cannot move an admin's cursor.
+	return printable.Text(strings.Join(out, "\n\n"))
 }
 
 // Rendering one diagnostic with its source lines costs time that grows with

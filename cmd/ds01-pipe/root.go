@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/ds01/ds01-pipe/internal/printable"
+
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -129,7 +131,9 @@ func Main(args []string, io IOStreams) ExitCode {
 	if err != nil && err.Error() != "" {
 		// The last line of every failed command is its reason: what
 		// `systemctl status` and the journal show for the run.
-		line := []byte("ds01-pipe: " + err.Error() + "\n")
+		// Paths and names in the error come from the command line and
+		// from labels: escaped, they cannot forge a line or move the cursor.
+		line := []byte("ds01-pipe: " + printable.Text(err.Error()) + "\n")
 		if io.errIsJournal() {
 			prio := journalPriority(logrus.ErrorLevel)
 			if code == ExitLocked {

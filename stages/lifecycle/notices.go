@@ -2,8 +2,9 @@ package lifecycle
 
 import (
 	"fmt"
-	"strconv"
 	"time"
+
+	textsafe "github.com/ds01/ds01-pipe/internal/printable"
 
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/policy"
@@ -59,13 +60,7 @@ func noticeFor(k pipeline.NoticeKind, rec *pipeline.Record, lc *pipeline.Lifecyc
 }
 
 // printable escapes what is not a graphic character, as Go's %q would.
-func printable(s string) string {
-	q := strconv.QuoteToGraphic(s)
-	if q[1:len(q)-1] == s {
-		return s
-	}
-	return q[1 : len(q)-1]
-}
+func printable(s string) string { return textsafe.Escape(s) }
 
 // left is the time to the limit, at least a minute: the owner is told
 // "about 1m", never a negative number (DS01 printed those).

@@ -19,7 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/ds01/ds01-pipe/internal/printable"
 
 	"github.com/sirupsen/logrus"
 
@@ -333,23 +334,8 @@ func orUnknown(s string) string {
 func Sanitize(s string) string { return sanitize(s) }
 
 // sanitize makes a value safe inside one syslog line: owners come from
-// labels anyone can set, and a newline or escape sequence there could
-// forge a second line or rewrite a terminal. A clean value is unchanged;
-// otherwise it is escaped as Go's %q would, without the quotes.
-func sanitize(s string) string {
-	clean := true
-	for _, r := range s {
-		if r == utf8.RuneError || r < 0x20 || r == 0x7f || (r >= 0x80 && !strconv.IsGraphic(r)) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	q := strconv.QuoteToGraphic(s)
-	return q[1 : len(q)-1]
-}
+// labels anyone can set.
+func sanitize(s string) string { return printable.Escape(s) }
 
 // counts is the run's one tally (pipeline.Tally): the report's summary
 // and the exit code count the same way.

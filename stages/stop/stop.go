@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ds01/ds01-pipe/internal/printable"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
@@ -442,13 +444,7 @@ func syslogLine(rec *pipeline.Record, idle bool) line {
 }
 
 // clean escapes what could forge a second syslog line or rewrite a terminal.
-func clean(s string) string {
-	q := strconv.QuoteToGraphic(s)
-	if q[1:len(q)-1] == s {
-		return s
-	}
-	return q[1 : len(q)-1]
-}
+func clean(s string) string { return printable.Escape(s) }
 
 // sendSyslog is best effort, as DS01's logger calls were.
 func (s *Stage) sendSyslog(env *pipeline.Env, lines []line) {
