@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,17 +286,22 @@ type RunEnd struct {
 // EndRecorder is implemented by stages that record every run of their
 // pipeline, whatever its outcome (the log stage: the pipeline.summary
 // event, the metrics). RecordEnd runs them after the run, also when the
-// stages never ran.
+// stages never ran. The error says that the run's own record (the
+// summary event) could not be written; metrics never fail a run.
 type EndRecorder interface {
-	RecordEnd(env *Env, end RunEnd)
+	RecordEnd(env *Env, end RunEnd) error
 }
 
 // RecordEnd hands the end of a run to every stage of the pipeline that
-// records it, then closes the run's events file.
-func RecordEnd(env *Env, stages []StageInstance, end RunEnd) {
+// records it, then closes the run's events file. It returns the first
+// error of a recorder: the run's record is incomplete.
+func RecordEnd(env *Env, stages []StageInstance, end RunEnd) error {
+	var first error
 	for _, st := range stages {
 		if r, ok := st.Stage.(EndRecorder); ok {
-			r.RecordEnd(env, end)
+			if err := r.RecordEnd(env, end); err != nil && first == nil {
+				first = fmt.Errorf("stage %s: %w", st.Ref, err)
+			}
 		}
 	}
 	if env.Events != nil {
@@ -303,4 +309,5 @@ func RecordEnd(env *Env, stages []StageInstance, end RunEnd) {
 			env.Log.WithError(err).Warn("closing the events file")
 		}
 	}
+	return first
 }

@@ -219,12 +219,16 @@ func finishRun(io IOStreams, log logrus.FieldLogger, format string, stages []pip
 	if code == ExitConfigError {
 		// Not a run: nothing was contacted or done, nothing is recorded,
 		// and the diagnostics on stderr are the whole answer.
-		pipeline.RecordEnd(env, nil, pipeline.RunEnd{})
+		_ = pipeline.RecordEnd(env, nil, pipeline.RunEnd{}) // no recorder: closes the events file
 		return withCode(code, err)
 	}
-	pipeline.RecordEnd(env, stages, pipeline.RunEnd{
+	if rerr := pipeline.RecordEnd(env, stages, pipeline.RunEnd{
 		Result: res, Err: err, ExitCode: int(code), Outcome: code.outcome(), Ended: time.Now(),
-	})
+	}); rerr != nil && code == ExitOK {
+		// Done, but the run's own record is missing: as for a lost
+		// action event, "done, but something failed".
+		code, err = ExitPartial, rerr
+	}
 	if (format == "json" || res != nil) && !stdoutTaken(stages) {
 		if werr := writeReport(io, format, report.Build(env, res, runErr)); werr != nil && code == ExitOK {
 			return withCode(ExitFailure, fmt.Errorf("writing report: %w", werr))

@@ -3,6 +3,7 @@ package logstage
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,5 +99,29 @@ func TestProcessUsesTheRunsEventsFile(t *testing.T) {
 	}
 	if got := samples(parseMetrics(t, s.MetricsFile))[key("ds01_pipe_events_written_total")]; got != float64(len(wantEventLines)) {
 		t.Errorf("events written metric %v", got)
+	}
+}
+
+// TestRecordEndReportsAMissingSummary pins that a run whose own record
+// could not be written does not end as a clean "done": RecordEnd returns
+// the error, and the command turns exit 0 into 2.
+func TestRecordEndReportsAMissingSummary(t *testing.T) {
+	s, _ := newStage(t)
+	// The events file's folder is a regular file: nothing can be appended.
+	blocker := filepath.Join(t.TempDir(), "not-a-folder")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.EventsFile = filepath.Join(blocker, "events.jsonl")
+	env, _ := newEnv(pipeline.ModeRun)
+	err := s.RecordEnd(env, pipeline.RunEnd{Result: &pipeline.Result{Batch: &pipeline.Batch{}}, ExitCode: 0, Outcome: OutcomeDone, Ended: runStart})
+	if err == nil || !strings.Contains(err.Error(), "pipeline.summary") {
+		t.Fatalf("RecordEnd = %v, want the unwritten summary reported", err)
+	}
+
+	// A plan records nothing, so nothing can be missing.
+	plan, _ := newEnv(pipeline.ModePlan)
+	if err := s.RecordEnd(plan, pipeline.RunEnd{Result: &pipeline.Result{Batch: &pipeline.Batch{}}}); err != nil {
+		t.Errorf("plan: RecordEnd = %v, want nil", err)
 	}
 }

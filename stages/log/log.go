@@ -187,7 +187,7 @@ func (s *Stage) sink(env *pipeline.Env) *pipeline.EventLog {
 // with the exit code and the error, the metrics (the last success time
 // moves only on exit 0), and the summary line on stderr when the stages
 // ran. In plan mode only the summary line.
-func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
+func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) error {
 	log := logger(env)
 	batch := &pipeline.Batch{}
 	if end.Result != nil && end.Result.Batch != nil {
@@ -198,7 +198,7 @@ func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
 		if s.Summary {
 			log.Info(summaryLine(env, batch, c))
 		}
-		return
+		return nil
 	}
 	now := end.Ended
 	if now.IsZero() {
@@ -206,9 +206,11 @@ func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
 	}
 	duration, hasDuration := s.runDuration(env, batch, now)
 	sink := s.sink(env)
+	var summaryErr error
 	if sink != nil {
 		if err := sink.Write(summaryEvent(env, now, c, duration, hasDuration, end)); err != nil {
 			log.WithError(err).WithField(attrEventsFile, sink.Path()).Error("pipeline.summary event not written")
+			summaryErr = fmt.Errorf("pipeline.summary event not written to %s: %w", sink.Path(), err)
 		}
 	}
 	if s.MetricsFile != "" {
@@ -240,6 +242,7 @@ func (s *Stage) RecordEnd(env *pipeline.Env, end pipeline.RunEnd) {
 		}
 		log.Info(line)
 	}
+	return summaryErr
 }
 
 // OutcomeDone is RunEnd.Outcome of a run that did everything (exit 0).
