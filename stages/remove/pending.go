@@ -73,9 +73,8 @@ func openPending(env *pipeline.Env) *pendingJournal {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o640)
 	if err == nil {
-		if st, serr := f.Stat(); serr != nil || !st.Mode().IsRegular() {
+		if err = journalTrusted(path, f); err != nil {
 			f.Close()
-			err = fmt.Errorf("%s is not a regular file", path)
 		}
 	}
 	if err != nil {
@@ -118,6 +117,40 @@ func (j *pendingJournal) close() {
 	}
 }
 
+// errUntrusted marks a journal this run did not write and may not believe.
+var errUntrusted = errors.New("journal of pending removals not trusted")
+
+// journalTrusted checks the opened journal is one only this process's
+// user can have written: a regular file, its own, writable by no one else,
+// with no second name. The journal sits in the events file's folder, which
+// a careless admin may leave writable by users (DS01's logger suggests
+// loosening it); a user's file there would otherwise have root append to
+// it and, worse, have the next run write its forged entries into the
+// events file as container.remove lines for any user and container. A
+// second name (a hard link) could make the journal another of root's
+// files, which the appends would corrupt.
+func journalTrusted(path string, f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%w: %s is writable by group or others (%v)", errUntrusted, path, st.Mode().Perm())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if int(sys.Uid) != os.Geteuid() {
+			return fmt.Errorf("%w: %s is owned by uid %d", errUntrusted, path, sys.Uid)
+		}
+		if sys.Nlink != 1 {
+			return fmt.Errorf("%w: %s has %d links", errUntrusted, path, sys.Nlink)
+		}
+	}
+	return nil
+}
+
 // readPending returns the entries asked and never settled, in order.
 func readPending(path string) ([]pendingEntry, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
@@ -128,8 +161,8 @@ func readPending(path string) ([]pendingEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+	if err := journalTrusted(path, f); err != nil {
+		return nil, err
 	}
 	var asked []pendingEntry
 	settled := map[string]bool{}
@@ -208,6 +241,17 @@ func reconcile(ctx context.Context, env *pipeline.Env) {
 	}
 	log := env.Log
 	open, err := readPending(path)
+	if errors.Is(err, errUntrusted) {
+		// Not this tool's: nothing in it is believed, and it goes, so
+		// that this run can keep a journal of its own there.
+		if log != nil {
+			log.WithError(err).Warn("journal of pending removals ignored and removed")
+		}
+		if rerr := os.Remove(path); rerr != nil && log != nil {
+			log.WithError(rerr).Warn("journal of pending removals not removed")
+		}
+		return
+	}
 	if err != nil {
 		if log != nil {
 			log.WithError(err).Warn("journal of pending removals unreadable; earlier runs' unconfirmed removals stay unrecorded")

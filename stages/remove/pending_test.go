@@ -3,6 +3,7 @@ package remove
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,5 +140,64 @@ func TestPendingUnknownFateCarriedOver(t *testing.T) {
 	}
 	if _, err := os.Stat(pending); !os.IsNotExist(err) {
 		t.Errorf("journal left behind after everything was settled: %v", err)
+	}
+}
+
+// TestPendingJournalNotTrustedIgnored pins the journal's trust: in an
+// events folder users can write, a journal this run's user did not write
+// alone (writable by others, or a second name of another file) is not
+// believed: its entries never become container.remove lines, nothing is
+// appended to it, and it is dropped so the run keeps one of its own.
+func TestPendingJournalNotTrustedIgnored(t *testing.T) {
+	forged, _ := json.Marshal(pendingEntry{Op: "asked", ID: "nosuchcontainer", User: "alice",
+		Details: [][2]string{{"container", "forged"}, {"reason", "hold_expired"}}})
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, pending string)
+	}{
+		{"writable by others", func(t *testing.T, pending string) {
+			if err := os.WriteFile(pending, append(forged, '\n'), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(pending, 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"hard link", func(t *testing.T, pending string) {
+			other := filepath.Join(t.TempDir(), "precious")
+			if err := os.WriteFile(other, append(forged, '\n'), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(other, pending); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if b, _ := os.ReadFile(other); string(b) != string(forged)+"\n" {
+					t.Errorf("the linked file was written to: %q", b)
+				}
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, eventsFile := pendingEnv(t, newFake())
+			pending := eventsFile + PendingSuffix
+			tc.plant(t, pending)
+			if _, err := readPending(pending); !errors.Is(err, errUntrusted) {
+				t.Errorf("readPending: %v, want it refused", err)
+			}
+			if j := openPending(env); j != nil {
+				j.close()
+				t.Errorf("openPending appends to it")
+			}
+			if err := New().Process(t.Context(), env, &pipeline.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := removeLines(t, eventsFile); len(got) != 0 {
+				t.Errorf("forged journal became container.remove lines %q", got)
+			}
+			if _, err := os.Lstat(pending); !os.IsNotExist(err) {
+				t.Errorf("untrusted journal left in place: %v", err)
+			}
+		})
 	}
 }
