@@ -160,11 +160,13 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 			log.WithField("plan", o.out).Info("plan saved; apply it with: ds01-pipe apply " + o.out)
 		}
 	}
+	if saveErr != nil {
+		// The plan is still worth reading, and its summary.error says
+		// why the exit is 1 (docs/exit-codes.md).
+		runErr = saveErr
+	}
 	if err := finishRun(io, log, format, cfg.Stages, env, res, runErr); err != nil {
 		return err
-	}
-	if saveErr != nil {
-		return withCode(ExitFailure, saveErr) // after the report, which is still worth reading
 	}
 	if o.mode == pipeline.ModePlan && res != nil && planActs(res) {
 		if format == "table" && o.out == "" {
