@@ -212,13 +212,16 @@ func (m *Model) typedLimit(user, ctype, key string) Limit {
 
 // SigtermGrace is the docker stop grace of a type: container_types.<ctype>,
 // then container_types.unknown for types without an entry, then
-// policies.sigterm_grace_s, then 60 s. null means the default 60 s: a stop
+// policies.sigterm_grace_s, then 60 s. DS01's own types (orchestration,
+// atomic) never take unknown's grace: DS01 stopped them with the
+// policies value (reference 3.4, 11 #36: docker stop -t 60), and unknown
+// is the external types' fallback. null means the default 60 s: a stop
 // always has a grace.
 func (m *Model) SigtermGrace(ctype string) Limit {
 	candidates := []Limit{}
 	if l, ok := m.types[ctype][KeySigtermGrace]; ok {
 		candidates = append(candidates, l)
-	} else if _, has := m.types[ctype]; !has {
+	} else if _, has := m.types[ctype]; !has && !slices.Contains(nativeTypes, ctype) {
 		if l, ok := m.types[typeUnknown][KeySigtermGrace]; ok {
 			candidates = append(candidates, l)
 		}

@@ -85,7 +85,7 @@ func TestLifecycleLimits(t *testing.T) {
 		check("idle", m.IdleTimeout(tc.user, tc.ctype), tc.idle)
 		check("runtime", m.MaxRuntime(tc.user, tc.ctype), tc.runtime)
 	}
-	for ctype, want := range map[string]time.Duration{"devcontainer": 30 * time.Second, "compose": 45 * time.Second, "docker": 60 * time.Second, "atomic": 30 * time.Second, "custom": 30 * time.Second} {
+	for ctype, want := range map[string]time.Duration{"devcontainer": 30 * time.Second, "compose": 45 * time.Second, "docker": 60 * time.Second, "atomic": 60 * time.Second, "orchestration": 60 * time.Second, "custom": 30 * time.Second} {
 		if g := m.SigtermGrace(ctype); g.Duration != want {
 			t.Errorf("sigterm grace of %s = %v (%s), want %v", ctype, g, g.Source, want)
 		}

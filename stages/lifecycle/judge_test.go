@@ -186,8 +186,10 @@ func TestIdleWarnThenStop(t *testing.T) {
 	}
 	rec, j = l.at(90*time.Minute, idle)
 	want(t, "90m", rec, j, pipeline.ActionStop, pipeline.ReasonIdleTimeout)
-	if rec.Lifecycle.StopFor != pipeline.ReasonIdleTimeout || rec.Lifecycle.StopGrace != 30*time.Second {
-		t.Errorf("stop for %q, grace %v; want idle_timeout with atomic's 30s (container_types.unknown)", rec.Lifecycle.StopFor, rec.Lifecycle.StopGrace)
+	if rec.Lifecycle.StopFor != pipeline.ReasonIdleTimeout || rec.Lifecycle.StopGrace != 60*time.Second {
+		// #36: atomic is DS01's own type, stopped with policies.sigterm_grace_s
+		// (docker stop -t 60), never with container_types.unknown's 30 s.
+		t.Errorf("stop for %q, grace %v; want idle_timeout with atomic's 60s (policies.sigterm_grace_s)", rec.Lifecycle.StopFor, rec.Lifecycle.StopGrace)
 	}
 	if j.Verdict.Clock != pipeline.ClockLastActivity || j.Verdict.Limit != 30*time.Minute {
 		t.Errorf("verdict %+v", j.Verdict)
