@@ -48,7 +48,7 @@ Exit codes are those of run: 0 done, 1 runtime failure, 2 some actions failed,
 	}
 	cmd.Flags().DurationVar(&o.maxAge, "max-age", DefaultPlanMaxAge, "refuse a plan older than `DURATION` (0: any age)")
 	cmd.Flags().StringVar(&o.format, "format", "", helpFormat)
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
+	addCallTimeoutFlag(cmd, &o.callTimeout)
 	return cmd
 }
 

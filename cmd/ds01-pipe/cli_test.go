@@ -128,3 +128,20 @@ func TestNoColor(t *testing.T) {
 		t.Errorf("formatter %#v", log.Formatter)
 	}
 }
+
+// TestCallTimeoutAboveZero pins that --call-timeout of 0 or less is a bad
+// flag (exit 78, nothing contacted), not a silent 30s default.
+func TestCallTimeoutAboveZero(t *testing.T) {
+	for _, cmd := range []string{"plan", "run", "apply", "explain"} {
+		for _, v := range []string{"0", "-5s"} {
+			code, out, errOut := cli(t, cmd, "--call-timeout", v, "/nonexistent")
+			if code != ExitConfigError || out != "" || !strings.Contains(errOut, "above zero") {
+				t.Errorf("%s --call-timeout %s: exit %d, stdout %q\n%s", cmd, v, code, out, errOut)
+			}
+		}
+	}
+	_, out, _ := cli(t, "plan", "--help")
+	if !strings.Contains(out, "(default 30s)") {
+		t.Errorf("plan --help does not show the 30s default:\n%s", out)
+	}
+}

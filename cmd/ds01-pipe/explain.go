@@ -70,7 +70,7 @@ unreachable, 78 configuration or usage error.`,
 	cmd.Flags().StringArrayVar(&o.vars, "var", nil, helpVar)
 	cmd.Flags().StringVar(&o.now, "now", "", helpNow)
 	cmd.Flags().StringVar(&o.format, "format", "", "`FORMAT` of the answer: table or json (default: table on a terminal, json otherwise)")
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
+	addCallTimeoutFlag(cmd, &o.callTimeout)
 	return cmd
 }
 

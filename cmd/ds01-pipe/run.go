@@ -83,7 +83,40 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	cmd.Flags().StringArrayVar(&o.vars, "var", nil, helpVar)
 	cmd.Flags().StringVar(&o.now, "now", "", helpNow)
 	cmd.Flags().StringVar(&o.format, "format", "", helpFormat)
-	cmd.Flags().DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, helpCallTimeout)
+	addCallTimeoutFlag(cmd, &o.callTimeout)
+}
+
+// callTimeout is the value of --call-timeout: a duration above zero. The
+// run takes 0 or less for its 30s default, so --call-timeout=0 (meant as
+// "no limit") or a negative value would be quietly ignored; it is a bad
+// flag instead (exit 78).
+type callTimeout struct{ d *time.Duration }
+
+func (c callTimeout) String() string {
+	if c.d == nil {
+		return ""
+	}
+	return c.d.String()
+}
+
+func (c callTimeout) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fmt.Errorf("must be above zero, not %s", s)
+	}
+	*c.d = d
+	return nil
+}
+
+func (c callTimeout) Type() string { return "duration" }
+
+// addCallTimeoutFlag adds --call-timeout, 30s unless given.
+func addCallTimeoutFlag(cmd *cobra.Command, d *time.Duration) {
+	*d = 30 * time.Second
+	cmd.Flags().Var(callTimeout{d}, "call-timeout", helpCallTimeout)
 }
 
 func parseVars(kvs []string) (map[string]string, error) {
