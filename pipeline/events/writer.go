@@ -59,6 +59,13 @@ func OpenFile(path string) (*Writer, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
 	}
+	// A second name is a hard link a user planted in a folder they can
+	// write (where the kernel lets them link files not their own): the
+	// appends would go into that other file, one of root's.
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink > 1 {
+		_ = f.Close()
+		return nil, fmt.Errorf("events file %s: refusing a file with %d names (a hard link to another file)", path, sys.Nlink)
+	}
 	w := &Writer{path: path, f: f, host: hostname()}
 	w.repair.Store(!endsInNewline(f))
 	return w, nil

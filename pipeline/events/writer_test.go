@@ -307,6 +307,32 @@ func TestOpenFileRefusesSymlink(t *testing.T) {
 	}
 }
 
+// TestOpenFileRefusesHardLink pins that an events file with a second name
+// is not appended to: it may be another of root's files, linked there.
+func TestOpenFileRefusesHardLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "shadow")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "events.jsonl")
+	if err := os.Link(target, link); err != nil {
+		t.Fatal(err)
+	}
+	w, err := OpenFile(link)
+	if err == nil {
+		_ = w.Write(ds01Examples[0].ev)
+		_ = w.Close()
+		t.Fatal("hard link opened")
+	}
+	if !strings.Contains(err.Error(), "hard link") {
+		t.Errorf("error does not say why: %v", err)
+	}
+	if st, _ := os.Stat(target); st.Size() != 0 {
+		t.Error("the linked file was written")
+	}
+}
+
 func TestOpenFileRefusesNonRegular(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
