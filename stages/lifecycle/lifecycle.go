@@ -148,13 +148,24 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			if rec.Verdict.Action == pipeline.ActionNone {
 				rec.Verdict = v
 			}
-			if rec.Incomplete != "" {
+			switch {
+			case rec.Incomplete != "":
 				// Listed as running but not read this run: its memory
 				// is kept for the next run (its StartedAt is unknown).
 				for k, e := range held.Entries {
 					if e.ContainerID == rec.Container.ID {
 						next[k] = e
 					}
+				}
+			case rec.Container.State == pipeline.StateRunning:
+				// Still running, not judged this run (a container whose
+				// GPU is seen only through NVML processes, between two
+				// jobs): the same container run keeps its memory, or its
+				// warnings would be given again and a stop deferred
+				// each time it comes back.
+				key := state.Key{ID: rec.Container.ID, StartedAt: rec.Container.StartedAt}.String()
+				if e, ok := held.Entries[key]; ok {
+					next[key] = e
 				}
 			}
 			continue

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +99,43 @@ func TestStage(t *testing.T) {
 	st.Close()
 	if err != nil || len(c.Entries) != 1 || len(c.Runs) != 2 || !c.Runs[1].HighDemand {
 		t.Errorf("store: %+v, %v", c, err)
+	}
+}
+
+// A running container that is not judged in one run (its GPU is seen only
+// through NVML processes, and none ran then) keeps its state: when it is
+// judged again in the same container run, the runtime warning already
+// given is not given again, and the stop is not deferred anew.
+func TestSkippedRunKeepsState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	m := model(t)
+	now := pipelinetest.Now
+	started := now.Add(-19 * time.Hour) // sam: 24 h limit, warned from 18 h
+	run := func(at time.Time, gpuSeen bool) *pipeline.Record {
+		t.Helper()
+		env, _ := pipelinetest.Env(pipeline.ModeRun, pipelinetest.NewDocker())
+		env.Policy, env.Now = m, at
+		s := New()
+		s.StateDir = dir
+		r := gpuRecord("nvmlonly", "sam", started) // no GPU claim of its own
+		r.Lifecycle.GPUSeen = gpuSeen
+		if err := s.Process(context.Background(), env, &pipeline.Batch{Records: []*pipeline.Record{r}}); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := run(now, true)
+	if len(r.Lifecycle.Notices) != 1 || r.Lifecycle.Notices[0].Kind != pipeline.NoticeRuntimeWarning {
+		t.Fatalf("first run: notices %+v, want one runtime warning", r.Lifecycle.Notices)
+	}
+	if r = run(now.Add(time.Hour), false); r.Verdict.Reason != pipeline.ReasonNoGPU {
+		t.Fatalf("no GPU process: %+v", r.Verdict)
+	}
+	r = run(now.Add(2*time.Hour), true)
+	if len(r.Lifecycle.Notices) != 0 {
+		t.Errorf("back on the GPU: notices %+v, want none (warned two hours ago)", r.Lifecycle.Notices)
+	}
+	if r.Verdict.Reason != pipeline.ReasonRuntimeWarning || !strings.Contains(r.Verdict.Detail, stamp(now)) {
+		t.Errorf("verdict %+v, want runtime_warning warned at %s", r.Verdict, stamp(now))
 	}
 }
