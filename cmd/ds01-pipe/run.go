@@ -257,15 +257,17 @@ func finishRun(io IOStreams, log logrus.FieldLogger, format string, stages []pip
 		_ = pipeline.RecordEnd(env, nil, pipeline.RunEnd{}) // no recorder: closes the events file
 		return withCode(code, err)
 	}
+	reportErr := runErr
 	if rerr := pipeline.RecordEnd(env, stages, pipeline.RunEnd{
 		Result: res, Err: err, ExitCode: int(code), Outcome: code.outcome(), Ended: time.Now(),
 	}); rerr != nil && code == ExitOK {
 		// Done, but the run's own record is missing: as for a lost
-		// action event, "done, but something failed".
-		code, err = ExitPartial, rerr
+		// action event, "done, but something failed", and the report's
+		// summary.error says so (nothing else in it would).
+		code, err, reportErr = ExitPartial, rerr, rerr
 	}
 	if (format == "json" || res != nil) && !stdoutTaken(stages) {
-		if werr := writeReport(io, format, report.Build(env, res, runErr)); werr != nil && code == ExitOK {
+		if werr := writeReport(io, format, report.Build(env, res, reportErr)); werr != nil && code == ExitOK {
 			return withCode(ExitFailure, fmt.Errorf("writing report: %w", werr))
 		}
 	}
