@@ -230,7 +230,15 @@ func judge(rec *pipeline.Record, in inputs) judgement {
 		}
 		rule := clockRule{warnPct: runtimeWarnPct, finalPct: runtimeFinalPct, warned: &e.RuntimeWarned, final: &e.RuntimeFinalWarned,
 			warn: pipeline.NoticeRuntimeWarning, finalKind: pipeline.NoticeRuntimeFinalWarning}
+		rtWarned, rtFinal := e.RuntimeWarned, e.RuntimeFinalWarned
 		n, stop, stopAt := rule.step(now, lc.Runtime, limit.Duration)
+		if idle.stop && !stop && len(n) > 0 {
+			// The container is stopped and removed for idleness in this
+			// run: a runtime warning ("stopped in about 6h") beside the
+			// stop notice would only mislead. They stay due, so a stop
+			// the keep-alive file holds off gives them at the next run.
+			n, e.RuntimeWarned, e.RuntimeFinalWarned = nil, rtWarned, rtFinal
+		}
 		notices = append(notices, n...)
 		rt = clockOutcome(lc.Runtime, limit.Duration, stop, stopAt, len(n) > 0, e.RuntimeWarned, pipeline.ReasonRuntimeExceeded, pipeline.ReasonRuntimeWarning, pipeline.ReasonNotACandidate)
 	}

@@ -482,3 +482,24 @@ func TestClockSetForwardOnce(t *testing.T) {
 		t.Errorf("stopped at %v; want the idle stop within the usual schedule (by 2h), not after the clock set forward", stopped)
 	}
 }
+
+// An idle stop in the run that reaches the runtime warning point sends the
+// owner the stop notice alone, not "stopped in about 6h" beside it; the
+// runtime warning stays due (given at the next run if the stop is held off).
+func TestIdleStopWithoutRuntimeWarning(t *testing.T) {
+	l := newLife(t, "sam", "atomic")
+	for d := 30 * time.Minute; d <= 17*time.Hour; d += time.Hour {
+		l.at(d, busy)
+	}
+	for _, d := range []time.Duration{17*time.Hour + 15*time.Minute, 17*time.Hour + 30*time.Minute} {
+		rec, j := l.at(d, idle)
+		want(t, "streak", rec, j, pipeline.ActionKeep, pipeline.ReasonIdleStreak)
+	}
+	rec, j := l.at(17*time.Hour+45*time.Minute, idle) // streak 3/3, idle 45m of 30m
+	want(t, "17h45", rec, j, pipeline.ActionKeep, pipeline.ReasonIdleWarning, pipeline.NoticeIdleWarning, pipeline.NoticeIdleFinalWarning)
+	rec, j = l.at(18*time.Hour, idle) // idle stop; runtime 18h = 75 % of 24h
+	want(t, "18h", rec, j, pipeline.ActionStop, pipeline.ReasonIdleTimeout)
+	if !l.entry.RuntimeWarned.IsZero() || !l.entry.RuntimeFinalWarned.IsZero() {
+		t.Errorf("runtime warnings recorded as given (%v, %v) though not sent", l.entry.RuntimeWarned, l.entry.RuntimeFinalWarned)
+	}
+}
