@@ -145,3 +145,16 @@ func TestCallTimeoutAboveZero(t *testing.T) {
 		t.Errorf("plan --help does not show the 30s default:\n%s", out)
 	}
 }
+
+// TestCompletionUnknownShell pins that `completion` with a shell cobra does
+// not know is a usage error with nothing on stdout, not the help text
+// redirected into a completion file with exit 0.
+func TestCompletionUnknownShell(t *testing.T) {
+	code, out, errOut := cli(t, "completion", "bsh")
+	if code != ExitConfigError || out != "" {
+		t.Errorf("completion bsh: exit %d, stdout %q\n%s", code, out, errOut)
+	}
+	if code, out, _ := cli(t, "completion", "bash"); code != ExitOK || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: exit %d\n%.200s", code, out)
+	}
+}

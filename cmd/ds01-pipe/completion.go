@@ -40,3 +40,20 @@ func fixed(values ...string) func(*cobra.Command, []string, string) ([]cobra.Com
 		return values, cobra.ShellCompDirectiveNoFileComp
 	}
 }
+
+// strictCompletion makes `completion` with a shell cobra does not know a
+// usage error (exit 78, nothing on stdout): `completion bsh >
+// /etc/bash_completion.d/ds01-pipe` printed the help into the file and
+// exited 0. It creates cobra's completion command, so it runs after the
+// root's output is set: the command keeps the writer it finds then.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return usageError("completion: no shell %q; choose bash, zsh, fish or powershell", args[0])
+		}
+	}
+}

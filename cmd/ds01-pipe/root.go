@@ -119,6 +119,7 @@ func Main(args []string, io IOStreams) ExitCode {
 	root.SetArgs(args)
 	root.SetOut(io.Out)
 	root.SetErr(io.Err)
+	strictCompletion(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
