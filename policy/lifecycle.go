@@ -189,13 +189,28 @@ func (m *Model) HighDemand() HighDemand {
 // container_types.unknown, else the owner's value. null anywhere means no
 // idle limit (DS01 read a type's null as 0.5 h: B-5).
 func (m *Model) IdleTimeout(user, ctype string) Limit {
-	return m.typedLimit(user, ctype, KeyIdleTimeout)
+	return zeroIsNoLimit(m.typedLimit(user, ctype, KeyIdleTimeout))
 }
 
 // MaxRuntime is the wall-time limit of a running container, resolved as
 // IdleTimeout (DS01 parsed the api type's "24h" text as 0, no limit: B-4).
 func (m *Model) MaxRuntime(user, ctype string) Limit {
-	return m.typedLimit(user, ctype, KeyMaxRuntime)
+	return zeroIsNoLimit(m.typedLimit(user, ctype, KeyMaxRuntime))
+}
+
+// zeroIsNoLimit keeps DS01's meaning of 0 for the idle timeout and the
+// maximum runtime: its lifecycle scripts map -1 to 0 and read 0 as "no
+// timeout / no limit" (reference 3.5), so a DS01 configuration that writes
+// 0 must not start stopping every container of that group. Other negative
+// values still mean "act at the next run", as in DS01. The container holds
+// keep their own rule (0 = at the next run; reference B-14).
+func zeroIsNoLimit(l Limit) Limit {
+	if !l.Unlimited && (l.Duration == 0 || l.Duration == -time.Hour) {
+		l.Unlimited = true
+		l.Duration = 0
+		l.Source += " (0 or -1: no limit, as in DS01)"
+	}
+	return l
 }
 
 func (m *Model) typedLimit(user, ctype, key string) Limit {

@@ -156,3 +156,46 @@ func TestUnusedPolicyKeysIgnored(t *testing.T) {
 		t.Errorf("Load = %v", err)
 	}
 }
+
+// TestLifecycleZeroIsNoLimit pins DS01's meaning of 0 (and -1) for the idle
+// timeout and the maximum runtime: no limit, so that a DS01 configuration
+// that writes 0 stops nothing. Other negative values act at the next run.
+func TestLifecycleZeroIsNoLimit(t *testing.T) {
+	dir := t.TempDir()
+	limits := filepath.Join(dir, "resource-limits.yaml")
+	if err := os.WriteFile(limits, []byte(`defaults:
+  idle_timeout_h: 0.5
+  max_runtime_h: 24
+groups:
+  zero:
+    members: [zed]
+    idle_timeout_h: 0
+    max_runtime_h: -1
+  negative:
+    members: [neg]
+    idle_timeout_h: -2
+    max_runtime_h: 0.0
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(Files{LimitsFile: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what     string
+		got      Limit
+		noLimit  bool
+		duration time.Duration
+	}{
+		{"zed idle 0", m.IdleTimeout("zed", "atomic"), true, 0},
+		{"zed runtime -1", m.MaxRuntime("zed", "atomic"), true, 0},
+		{"neg idle -2", m.IdleTimeout("neg", "atomic"), false, -2 * time.Hour},
+		{"neg runtime 0.0", m.MaxRuntime("neg", "atomic"), true, 0},
+		{"default idle", m.IdleTimeout("other", "atomic"), false, 30 * time.Minute},
+	} {
+		if tc.got.Unlimited != tc.noLimit || (!tc.noLimit && tc.got.Duration != tc.duration) {
+			t.Errorf("%s = %v (%s), want no limit %v / %v", tc.what, tc.got, tc.got.Source, tc.noLimit, tc.duration)
+		}
+	}
+}
