@@ -87,26 +87,11 @@ type dropper interface {
 }
 
 func explain(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions, target string) error {
-	log, err := g.logger(io)
+	p, err := o.prepare(io, g)
 	if err != nil {
 		return err
 	}
-	vars, err := parseVars(o.vars)
-	if err != nil {
-		return err
-	}
-	now, err := o.clock()
-	if err != nil {
-		return err
-	}
-	format, err := o.outputFormat(io)
-	if err != nil {
-		return err
-	}
-	cfg, text, err := loadConfigText(g, o.file, vars)
-	if err != nil {
-		return err
-	}
+	log, now, format, cfg, text := p.log, p.now, p.format, p.cfg, p.text
 	found, err := resolveContainer(cmd, o.callTimeout, target)
 	if err != nil {
 		return err

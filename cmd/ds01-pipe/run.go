@@ -158,27 +158,45 @@ func (o *runOptions) outputFormat(io IOStreams) (string, error) {
 	return "", usageError("--format must be table or json, not %q", o.format)
 }
 
+// prepared is what plan, run and explain settle before the pipeline runs.
+type prepared struct {
+	log    *logrus.Logger
+	vars   map[string]string
+	now    time.Time
+	format string
+	cfg    *pipeline.Config
+	text   []byte // the pipeline file, for positions and the plan's hash
+}
+
+// prepare reads the flags and loads the pipeline; each problem is a usage
+// or configuration error before anything is contacted.
+func (o *runOptions) prepare(io IOStreams, g *globalOptions) (*prepared, error) {
+	p := &prepared{}
+	var err error
+	if p.log, err = g.logger(io); err != nil {
+		return nil, err
+	}
+	if p.vars, err = parseVars(o.vars); err != nil {
+		return nil, err
+	}
+	if p.now, err = o.clock(); err != nil {
+		return nil, err
+	}
+	if p.format, err = o.outputFormat(io); err != nil {
+		return nil, err
+	}
+	if p.cfg, p.text, err = loadConfigText(g, o.file, p.vars); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptions) error {
-	log, err := g.logger(io)
+	p, err := o.prepare(io, g)
 	if err != nil {
 		return err
 	}
-	vars, err := parseVars(o.vars)
-	if err != nil {
-		return err
-	}
-	now, err := o.clock()
-	if err != nil {
-		return err
-	}
-	format, err := o.outputFormat(io)
-	if err != nil {
-		return err
-	}
-	cfg, text, err := loadConfigText(g, o.file, vars)
-	if err != nil {
-		return err
-	}
+	log, vars, now, format, cfg, text := p.log, p.vars, p.now, p.format, p.cfg, p.text
 	env, res, runErr := pipeline.Execute(cmd.Context(), cfg, pipeline.ExecOptions{
 		Mode:        o.mode,
 		Now:         now,
