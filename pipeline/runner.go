@@ -271,3 +271,28 @@ func ForEach(ctx context.Context, recs []*Record, workers int, fn func(context.C
 func ErrDeadline(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
+
+// NotAttempted is the error of an acting stage whose pool ended before it
+// tried every target: how many of targets are still pending, out of all,
+// and why (the context's end, else the pool's error). It is nil when none
+// is pending. what names the action, as in "containers to remove".
+func NotAttempted(ctx context.Context, poolErr error, targets []*Record, what string, pending func(*Record) bool) error {
+	n := 0
+	for _, rec := range targets {
+		if pending(rec) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	cause := ctx.Err()
+	if cause == nil {
+		cause = poolErr
+	}
+	if cause == nil {
+		// A target is skipped only when ctx has ended; never nil in practice.
+		cause = errors.New("stopped early")
+	}
+	return fmt.Errorf("%d of %d %s were not attempted: %w", n, len(targets), what, cause)
+}

@@ -9,7 +9,6 @@ package remove
 import (
 	"context"
 	_ "embed" // the sample stage block
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -153,24 +152,9 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	// confirmation, and only on the GPUs released.
 	pipeline.SettleReleases(ctx, env, batch)
 
-	notAttempted := 0
-	for _, rec := range targets {
-		if rec.Outcome.Status == pipeline.OutcomeNone {
-			notAttempted++
-		}
-	}
-	if notAttempted == 0 {
-		return nil
-	}
-	cause := ctx.Err()
-	if cause == nil {
-		cause = poolErr
-	}
-	if cause == nil {
-		// Cannot happen: a target is skipped only when ctx has ended.
-		cause = errors.New("stopped early")
-	}
-	return fmt.Errorf("%d of %d containers to remove were not attempted: %w", notAttempted, len(targets), cause)
+	return pipeline.NotAttempted(ctx, poolErr, targets, "containers to remove", func(rec *pipeline.Record) bool {
+		return rec.Outcome.Status == pipeline.OutcomeNone
+	})
 }
 
 // removeOne re-inspects one container and removes it if nothing changed.

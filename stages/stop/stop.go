@@ -174,23 +174,9 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	if s.Syslog {
 		s.sendSyslog(env, lines)
 	}
-	notAttempted := 0
-	for _, rec := range targets {
-		if rec.Outcome.Status == pipeline.OutcomeNone && rec.Verdict.Action == pipeline.ActionStop {
-			notAttempted++
-		}
-	}
-	if notAttempted == 0 {
-		return nil
-	}
-	cause := ctx.Err()
-	if cause == nil {
-		cause = poolErr
-	}
-	if cause == nil {
-		cause = errors.New("stopped early")
-	}
-	return fmt.Errorf("%d of %d containers to stop were not attempted: %w", notAttempted, len(targets), cause)
+	return pipeline.NotAttempted(ctx, poolErr, targets, "containers to stop", func(rec *pipeline.Record) bool {
+		return rec.Outcome.Status == pipeline.OutcomeNone && rec.Verdict.Action == pipeline.ActionStop
+	})
 }
 
 // stopOne re-inspects one container, stops it and confirms the stop.
