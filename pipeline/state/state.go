@@ -11,8 +11,12 @@
 // difference over the real time between two runs.
 //
 // A run reads everything once and writes everything once, in one
-// transaction: entries of containers that are not running any more are
-// dropped then (pruned), so the store holds only live container runs.
+// transaction: Save writes the entries the caller passes and drops
+// (prunes) every other. The caller decides what to keep: the lifecycle
+// stage keeps the entries of containers outside its run's scope until the
+// engine confirms their container run is over, so that pipelines with
+// different scopes can share a state_dir. An entry may thus outlive its
+// container until the next run that asks the engine about it.
 package state
 
 import (
@@ -294,8 +298,10 @@ func (s *Store) Load() (*Contents, error) {
 	return c, nil
 }
 
-// Save replaces the entries with entries (what is not in it is pruned)
-// and appends run to the remembered runs, in one transaction.
+// Save replaces the entries with entries and appends run to the
+// remembered runs, in one transaction. An entry that is not in entries is
+// pruned: a caller that keeps an entry it did not change passes it again
+// (as Load returned it).
 func (s *Store) Save(entries map[string]Entry, run Run) error {
 	if s == nil || s.readOnly {
 		return errors.New("state: store is not open for writing")

@@ -13,7 +13,10 @@
 //
 // The decision itself is judge, a pure function; the stage gathers its
 // inputs (state, policy, high demand, the keep-alive file) and writes the
-// state back once per run (never in plan mode).
+// state back once per run (never in plan mode). The state of a container
+// outside the run's records (another pipeline's scope on the same
+// state_dir, or a container gone since the last run) is pruned only when
+// the engine confirms that container run is over (prune.go).
 package lifecycle
 
 import (
@@ -62,7 +65,7 @@ type StatPather interface {
 
 // Stage is the lifecycle stage.
 type Stage struct {
-	StateDir      string `hcl:"state_dir,optional" doc:"Folder of the state store (lifecycle.db): idle streaks, last activity, warnings given, the previous stats sample, per container ID and StartedAt. Must be owned by root (or by the user running ds01-pipe) and writable by no one else; created 0700 if missing. Plan reads it and never writes it."`
+	StateDir      string `hcl:"state_dir,optional" doc:"Folder of the state store (lifecycle.db): idle streaks, last activity, warnings given, the previous stats sample, per container ID and StartedAt. Must be owned by root (or by the user running ds01-pipe) and writable by no one else; created 0700 if missing. Plan reads it and never writes it. Pipelines with different scopes may share it: the state of a container outside a run's records is dropped only when the engine confirms that container is gone, not running or started again."`
 	KeepAliveFile string `hcl:"keepalive_file,optional" doc:"Path inside the container of DS01's keep-alive file: modified within policies.keepalive_max_duration_h (24h), it prevents an idle stop. Read through the Docker archive API, never by running anything in the container. \"\" turns it off."`
 }
 
@@ -140,34 +143,24 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	}
 
 	next := map[string]state.Entry{}
+	// seen holds the containers this run has facts of (its records, and
+	// those a filter held out): their entries are decided from those
+	// facts; every other entry is left to carryOver.
+	seen := map[string]bool{}
+	for _, rec := range batch.Held {
+		seen[rec.Container.ID] = true
+		keepUnjudged(rec, held.Entries, next)
+	}
 	for _, rec := range batch.Records {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		seen[rec.Container.ID] = true
 		if v, skip := skipped(rec); skip {
 			if rec.Verdict.Action == pipeline.ActionNone {
 				rec.Verdict = v
 			}
-			switch {
-			case rec.Incomplete != "":
-				// Listed as running but not read this run: its memory
-				// is kept for the next run (its StartedAt is unknown).
-				for k, e := range held.Entries {
-					if e.ContainerID == rec.Container.ID {
-						next[k] = e
-					}
-				}
-			case rec.Container.State == pipeline.StateRunning:
-				// Still running, not judged this run (a container whose
-				// GPU is seen only through NVML processes, between two
-				// jobs): the same container run keeps its memory, or its
-				// warnings would be given again and a stop deferred
-				// each time it comes back.
-				key := state.Key{ID: rec.Container.ID, StartedAt: rec.Container.StartedAt}.String()
-				if e, ok := held.Entries[key]; ok {
-					next[key] = e
-				}
-			}
+			keepUnjudged(rec, held.Entries, next)
 			continue
 		}
 		key := state.Key{ID: rec.Container.ID, StartedAt: rec.Container.StartedAt}.String()
@@ -209,7 +202,38 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 	if env.Planning() {
 		return nil
 	}
+	carryOver(ctx, env, held.Entries, seen, next)
 	return store.Save(next, state.Run{Now: now, Wall: time.Now().UTC(), Pipeline: env.Pipeline, HighDemand: d.On})
+}
+
+// keepUnjudged keeps the memory of a container the run has facts of but
+// does not judge (a record skipped, or one a filter held out), from held
+// into next; an entry it does not keep is pruned.
+func keepUnjudged(rec *pipeline.Record, held, next map[string]state.Entry) {
+	switch {
+	case rec.Incomplete != "":
+		// Listed but not read this run: its memory is kept for the next
+		// run (its StartedAt is unknown).
+		for k, e := range held {
+			if e.ContainerID == rec.Container.ID {
+				next[k] = e
+			}
+		}
+	case rec.Container.State.Live():
+		// Still running (or paused), not judged this run (a container
+		// whose GPU is seen only through NVML processes, between two
+		// jobs; one a filter left out): the same container run keeps its
+		// memory, or its warnings would be given again and a stop
+		// deferred each time it comes back. An entry of an earlier
+		// StartedAt is pruned: that container run is over.
+		key := state.Key{ID: rec.Container.ID, StartedAt: rec.Container.StartedAt}.String()
+		if e, ok := held[key]; ok {
+			next[key] = e
+		}
+	}
+	// A container that is not live any more has ended its container run:
+	// a later start has a new StartedAt, so its entries could never be
+	// read again.
 }
 
 // skipped returns the verdict of a record the lifecycle does not judge.
