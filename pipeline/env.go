@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,13 @@ type Env struct {
 
 	Log   logrus.FieldLogger
 	Stats *Stats
+
+	// witnessArgv starts this program as a witness (StartWitness); nil:
+	// the run has none.
+	witnessArgv []string
+	// lock is the pipeline's lock file while the run holds it, for its
+	// witness to inherit.
+	lock *os.File
 }
 
 // Planning reports whether the run must not change anything.
@@ -205,6 +213,16 @@ func OpenEventLog(path string) *EventLog {
 
 // Path is the events file.
 func (l *EventLog) Path() string { return l.path }
+
+// file is the open events file, or nil.
+func (l *EventLog) file() *os.File {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return nil
+	}
+	return l.w.File()
+}
 
 // OpenErr is why the file could not be opened, or nil.
 func (l *EventLog) OpenErr() error { return l.openErr }

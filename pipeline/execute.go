@@ -32,6 +32,10 @@ type ExecOptions struct {
 	Progress bool
 	// Hooks observe every stage (the apply gate); see Run.
 	Hooks []Hook
+	// Witness is the command line that starts this program (its
+	// executable first), to which StartWitness adds the witness command:
+	// nil, no witness (library use).
+	Witness []string
 }
 
 // LockedError says another run holds the pipeline's lock.
@@ -141,6 +145,7 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 		Policy:      cfg.Policy,
 		Log:         log.WithField("pipeline", cfg.Name),
 		Stats:       &Stats{},
+		witnessArgv: opts.Witness,
 	}
 
 	gpu, err := OpenGPU(cfg.GPU, opts.SimFile)
@@ -164,7 +169,7 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 	}
 
 	if opts.Mode == ModeRun && cfg.LockFile != "" {
-		unlock, err := lock(cfg.LockFile, cfg.Name, cfg.Trust)
+		lf, err := lock(cfg.LockFile, cfg.Name, cfg.Trust)
 		if err != nil {
 			var locked *LockedError
 			if errors.As(err, &locked) {
@@ -172,7 +177,8 @@ func Execute(ctx context.Context, cfg *Config, opts ExecOptions) (*Env, *Result,
 			}
 			return env, nil, err
 		}
-		defer unlock()
+		defer lf.Close()
+		env.lock = lf
 	}
 
 	parent := ctx

@@ -27,7 +27,10 @@ const maxHolderBytes = 4 << 10
 // entries to (a sticky /tmp is not: anyone could create the lock first and
 // hold it, so that every run "succeeds" with exit 3), and an existing lock
 // file must be root's.
-func lock(path, pipelineName string, trust safefile.Trust) (func(), error) {
+//
+// It returns the open lock file: closing it (its last descriptor, a
+// witness's included) releases the lock.
+func lock(path, pipelineName string, trust safefile.Trust) (*os.File, error) {
 	dir := filepath.Dir(path)
 	refused := func(err error) error {
 		var ie *safefile.InsecureError
@@ -71,12 +74,51 @@ func lock(path, pipelineName string, trust safefile.Trust) (func(), error) {
 	}
 	// Same inode, so the lock stays; the text is only for the next run's
 	// message.
-	info := fmt.Sprintf("pid %d, started %s, pipeline %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName)
-	if err := writeHolder(f, info); err != nil {
+	if err := writeHolder(f, holderText(pipelineName, "")); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("writing lock holder to %s: %w", path, err)
 	}
-	return func() { _ = f.Close() }, nil // closing the last descriptor releases the flock
+	return f, nil
+}
+
+// holderText is what a holder writes into the lock file: its PID first
+// (holderPID reads it back), then when it started and why it holds it.
+func holderText(pipelineName, why string) string {
+	if why != "" {
+		why = ", " + why
+	}
+	return fmt.Sprintf("pid %d, started %s, pipeline %s%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName, why)
+}
+
+// errLockTaken says another run took the lock after its holder died.
+var errLockTaken = errors.New("another run took the lock")
+
+// takeOverLock makes the lock a dead run held through f (a descriptor of
+// the lock file this process inherited from it) this process's own: the
+// kernel lists a flock under the PID that took it, so a run that died
+// would still be named as the holder of a lock its witness keeps. The
+// same file is opened again through /proc (never its path, which may have
+// changed), f is closed, which releases the dead run's lock, and the new
+// descriptor takes it. If another run took it in between, that run holds
+// it: errLockTaken.
+func takeOverLock(f *os.File, pipelineName, why string) (*os.File, error) {
+	nf, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDWR|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: reopening: %w", f.Name(), err)
+	}
+	_ = f.Close()
+	if err := syscall.Flock(int(nf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		nf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errLockTaken
+		}
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	if err := writeHolder(nf, holderText(pipelineName, why)); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("writing lock holder to %s: %w", f.Name(), err)
+	}
+	return nf, nil
 }
 
 // checkLockFile refuses a lock path that is not a regular file and, with

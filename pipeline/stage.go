@@ -41,6 +41,9 @@ type Spec struct {
 	// the kind (release with kill_orphans needs a later remove). It gets
 	// a stage New returned, with its attributes decoded.
 	Configure func(st Stage, c Contract) Contract
+	// Witness, when set, is what the kind's witness process does (see
+	// StartWitness): record what a run that died had asked of the engine.
+	Witness WitnessBody
 }
 
 // Registry maps stage kinds to their specs. The package keeps one default

@@ -100,6 +100,7 @@ func applyRun(cmd *cobra.Command, io IOStreams, g *globalOptions, o *applyOption
 		SimFile:     lookupEnv(pipeline.SimEnvVar),
 		CallTimeout: o.callTimeout,
 		Progress:    io.errIsTerminal(),
+		Witness:     g.witnessArgv(),
 	})
 	if res != nil && runErr == nil {
 		for _, c := range gate.Missing() {

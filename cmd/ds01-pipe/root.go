@@ -186,6 +186,7 @@ lock, 4 plan --detailed-exitcode found removals, 78 configuration or usage error
 		newManCmd(io),
 		newStateCmd(io),
 		newExplainCmd(io, g),
+		newWitnessCmd(io, g),
 	)
 	setupCompletion(root)
 	return root

@@ -204,6 +204,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 		SimFile:     lookupEnv(pipeline.SimEnvVar),
 		CallTimeout: o.callTimeout,
 		Progress:    io.errIsTerminal(),
+		Witness:     g.witnessArgv(),
 	})
 	var saveErr error
 	if o.out != "" && runErr == nil && res != nil {

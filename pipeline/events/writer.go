@@ -48,28 +48,42 @@ func OpenFile(path string) (*Writer, error) {
 		}
 		return nil, fmt.Errorf("events file: %w", err)
 	}
-	// Check the file that was opened, not the path: the path may have
-	// changed in between.
-	st, err := f.Stat()
+	w, err := NewWriter(f)
 	if err != nil {
 		_ = f.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// NewWriter appends events to f, an events file opened for appending
+// (O_APPEND; read access lets it look at the last byte), as another
+// process of this program passes it on: the file is checked, never its
+// path, which may have changed since. It refuses anything but a regular
+// file with one name. The Writer owns f.
+func NewWriter(f *os.File) (*Writer, error) {
+	path := f.Name()
+	st, err := f.Stat()
+	if err != nil {
 		return nil, fmt.Errorf("events file %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: not a regular file (%s)", path, st.Mode().Type())
 	}
 	// A second name is a hard link a user planted in a folder they can
 	// write (where the kernel lets them link files not their own): the
 	// appends would go into that other file, one of root's.
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink > 1 {
-		_ = f.Close()
 		return nil, fmt.Errorf("events file %s: refusing a file with %d names (a hard link to another file)", path, sys.Nlink)
 	}
 	w := &Writer{path: path, f: f, host: hostname()}
 	w.repair.Store(!endsInNewline(f))
 	return w, nil
 }
+
+// File is the open events file, to hand on to another process of this
+// program (see NewWriter).
+func (w *Writer) File() *os.File { return w.f }
 
 // hostname is the node's name for Event.Host. A host whose name cannot be
 // read writes events without it, as DS01 does, rather than none at all.

@@ -48,11 +48,19 @@ type pendingEntry struct {
 	Details [][2]string `json:"details,omitempty"` // the container.remove event's, in order
 }
 
-// pendingJournal appends entries; safe for concurrent use. A nil journal
-// does nothing: runs without the engine's events file keep none.
+// Journal operations.
+const (
+	opAsked   = "asked"
+	opSettled = "settled"
+)
+
+// pendingJournal appends entries to the journal file and tells them to the
+// run's witness (witness.go); safe for concurrent use. A nil journal does
+// nothing: runs without the engine's events file keep none.
 type pendingJournal struct {
-	mu sync.Mutex
-	f  *os.File
+	mu  sync.Mutex
+	f   *os.File // nil when the file could not be opened
+	wit *pipeline.Witness
 }
 
 // pendingPath is the journal of the run's events file, or "".
@@ -79,11 +87,25 @@ func openPending(env *pipeline.Env) *pendingJournal {
 	}
 	if err != nil {
 		if env.Log != nil {
-			env.Log.WithError(err).Warn("journal of pending removals unavailable: a removal the engine carries out after this run dies would go unrecorded")
+			env.Log.WithError(err).Warn("journal of pending removals unavailable: a removal the engine carries out after this run and its witness die would go unrecorded")
 		}
+		f = nil
+	}
+	j := &pendingJournal{f: f}
+	if j.wit, err = env.StartWitness(Kind, fileOrNone(f)...); err != nil && env.Log != nil {
+		env.Log.WithError(err).Warn("no witness for this run's removals: a removal the engine carries out after this run dies is recorded only by the next run")
+	}
+	if j.f == nil && j.wit == nil {
 		return nil
 	}
-	return &pendingJournal{f: f}
+	return j
+}
+
+func fileOrNone(f *os.File) []*os.File {
+	if f == nil {
+		return nil
+	}
+	return []*os.File{f}
 }
 
 func (j *pendingJournal) append(e pendingEntry) {
@@ -96,12 +118,15 @@ func (j *pendingJournal) append(e pendingEntry) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	_, _ = j.f.Write(append(line, '\n')) // best effort, see openPending
+	if j.f != nil {
+		_, _ = j.f.Write(append(line, '\n')) // best effort, see openPending
+	}
+	j.wit.Send(line)
 }
 
 // asked notes a removal about to be requested, with its event.
 func (j *pendingJournal) asked(id string, ev events.Event) {
-	e := pendingEntry{Op: "asked", ID: id, At: ev.Time, User: ev.User, Source: ev.Source}
+	e := pendingEntry{Op: opAsked, ID: id, At: ev.Time, User: ev.User, Source: ev.Source}
 	for _, f := range ev.Details {
 		e.Details = append(e.Details, [2]string{f.Key, fmt.Sprint(f.Value)})
 	}
@@ -109,12 +134,28 @@ func (j *pendingJournal) asked(id string, ev events.Event) {
 }
 
 // settled notes that the run knows what became of the removal.
-func (j *pendingJournal) settled(id string) { j.append(pendingEntry{Op: "settled", ID: id}) }
+func (j *pendingJournal) settled(id string) { j.append(pendingEntry{Op: opSettled, ID: id}) }
 
+// close ends the journal: the witness is told the run ended in order, and
+// exits.
 func (j *pendingJournal) close() {
-	if j != nil {
+	if j == nil {
+		return
+	}
+	j.wit.End()
+	if j.f != nil {
 		_ = j.f.Close()
 	}
+}
+
+// removed is the container.remove event of an entry whose container the
+// engine no longer has, recorded at at.
+func (e pendingEntry) removed(at time.Time) events.Event {
+	ev := events.Event{Time: at, Type: events.ContainerRemove, User: e.User, Source: e.Source}
+	for _, d := range e.Details {
+		ev.Details = append(ev.Details, events.F(d[0], d[1]))
+	}
+	return ev
 }
 
 // errUntrusted marks a journal this run did not write and may not believe.
@@ -174,10 +215,10 @@ func readPending(path string) ([]pendingEntry, error) {
 			continue // a line cut by a crash
 		}
 		switch e.Op {
-		case "asked":
+		case opAsked:
 			asked = append(asked, e)
 			delete(settled, e.ID) // asked again by a later run
-		case "settled":
+		case opSettled:
 			settled[e.ID] = true
 		}
 	}
@@ -267,11 +308,7 @@ func reconcile(ctx context.Context, env *pipeline.Env) {
 		_, err := inspect(ctx, env, e.ID)
 		switch {
 		case cerrdefs.IsNotFound(err):
-			ev := events.Event{Time: time.Now(), Type: events.ContainerRemove, User: e.User, Source: e.Source}
-			for _, d := range e.Details {
-				ev.Details = append(ev.Details, events.F(d[0], d[1]))
-			}
-			if err := env.Events.Write(ev); err != nil {
+			if err := env.Events.Write(e.removed(time.Now())); err != nil {
 				keep = append(keep, e)
 				continue
 			}

@@ -82,6 +82,7 @@ func init() {
 			Amends: []pipeline.Field{pipeline.FieldRelease, pipeline.FieldGPUView},
 			Acts:   true,
 		},
+		Witness: witness,
 	})
 }
 
@@ -125,23 +126,30 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	// Earlier runs' removals first: the engine may have carried out a
 	// request after its run died (pending.go).
 	reconcile(ctx, env)
-	journal := openPending(env)
+	var journal *pendingJournal
+	if len(targets) > 0 {
+		journal = openPending(env)
+	}
 	defer func() {
 		journal.close()
-		if journal != nil {
+		if journal != nil && journal.f != nil {
 			compactPending(env)
 		}
 	}()
 	poolErr := pipeline.ForEach(ctx, targets, workers, func(ctx context.Context, rec *pipeline.Record) {
-		if r.removeOne(ctx, env, rec, journal) {
-			journal.settled(rec.Container.ID)
-		}
+		learnt := r.removeOne(ctx, env, rec, journal)
 		logOutcome(env, rec)
 		if rec.Outcome.Status == pipeline.OutcomeRemoved {
 			// Recorded as soon as it happened (the run's events file takes
 			// each line at once), so a run killed at any later point has
 			// still recorded this removal.
 			batch.Emit(Event(env, rec, time.Now()))
+		}
+		if learnt {
+			// Only after the line: a run killed in between leaves the
+			// removal to its witness, which may then record it twice,
+			// never not at all.
+			journal.settled(rec.Container.ID)
 		}
 	})
 

@@ -1,0 +1,302 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ds01/ds01-pipe/pipeline/events"
+)
+
+// A witness is a second process of this program that a stage starts
+// before it asks the engine for something it must record (the remove
+// stage: a removal and its container.remove line), and that outlives the
+// run. A request the engine has received is carried out even when the
+// process that sent it is gone: a run killed (SIGKILL, the OOM killer)
+// while the engine was slow to answer leaves removals that happen after
+// its death, which nothing of that run could record. The stage tells its
+// witness, over a pipe, each request before it goes out and each answer
+// it learns; when the run ends, the stage says so and the witness exits.
+// When the pipe ends without that, the run died, and the witness finds out
+// from the engine what became of the requests still open and records them
+// in the run's own events file.
+//
+// The witness inherits the run's files rather than opening paths again:
+// fd 3 is the events file, fd 4 the pipeline's lock (held for the dead
+// run until the witness is done, so that the next run cannot record the
+// same removal twice), fd 5 on the stage's own files. Its standard input
+// is the pipe.
+
+// WitnessCommand is the hidden command of the ds01-pipe binary that runs a
+// witness: "ds01-pipe witness KIND [flags]".
+const WitnessCommand = "witness"
+
+// Flags of the witness command (without their dashes): the run tells its
+// witness which descriptors it passed.
+const (
+	WitnessFlagPipeline    = "pipeline"
+	WitnessFlagEvents      = "events-file"
+	WitnessFlagLock        = "lock-file"
+	WitnessFlagFiles       = "files"
+	WitnessFlagCallTimeout = "call-timeout"
+	WitnessFlagParent      = "parent"
+)
+
+// Descriptors of a witness process.
+const (
+	witnessFDEvents = 3
+	witnessFDLock   = 4
+	witnessFDFiles  = 5
+)
+
+// witnessEndWait bounds how long a run waits for its witness to exit once
+// told the run ended.
+const witnessEndWait = 5 * time.Second
+
+// Witness is the run's side of a witness process. A nil *Witness does
+// nothing: a run without one records only what it sees answered.
+type Witness struct {
+	cmd *exec.Cmd
+	log logrus.FieldLogger
+
+	mu   sync.Mutex
+	pipe *os.File
+	err  error // the first failed write: the witness is gone
+}
+
+// StartWitness starts the witness of stage kind kind, handing it files
+// (fd 5 on) besides the run's events file and lock. It returns nil and
+// no error when the run has no witness program (library use, tests of a
+// stage) or no events file to record in.
+func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
+	if len(e.witnessArgv) == 0 || e.Events == nil || e.Events.file() == nil {
+		return nil, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("witness pipe: %w", err)
+	}
+	defer r.Close() // the witness has its own copy
+
+	args := append([]string{}, e.witnessArgv[1:]...)
+	args = append(args, WitnessCommand, kind,
+		"--"+WitnessFlagPipeline+"="+e.Pipeline,
+		"--"+WitnessFlagCallTimeout+"="+e.CallTimeout.String(),
+		"--"+WitnessFlagParent+"="+strconv.Itoa(os.Getpid()),
+		"--"+WitnessFlagEvents+"="+e.Events.Path(),
+		"--"+WitnessFlagFiles+"="+strconv.Itoa(len(files)))
+	extra := []*os.File{e.Events.file(), nil}
+	if e.lock != nil {
+		args = append(args, "--"+WitnessFlagLock+"="+e.lock.Name())
+		extra[1] = e.lock
+	}
+	extra = append(extra, files...)
+
+	cmd := exec.Command(e.witnessArgv[0], args...)
+	cmd.Stdin = r
+	cmd.Stderr = os.Stderr // the run's journal
+	cmd.ExtraFiles = extra
+	// A process group of its own: an interrupt typed at the terminal is
+	// for the run, which ends in order and tells its witness so.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting witness: %w", err)
+	}
+	return &Witness{cmd: cmd, pipe: w, log: e.Log}, nil
+}
+
+// Send tells the witness one line (without a newline; never empty). A
+// witness that is gone is warned about once; the run goes on.
+func (w *Witness) Send(line []byte) {
+	if w == nil || len(line) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	if _, err := w.pipe.Write(append(line, '\n')); err != nil {
+		w.err = err
+		if w.log != nil {
+			w.log.WithError(err).Warn("the witness of this run's removals is gone: a removal the engine carries out after this run dies is recorded only by the next run")
+		}
+	}
+}
+
+// End tells the witness the run knows the answer to everything it sent
+// (or has left the rest to the next run) and waits, briefly, for it to
+// exit.
+func (w *Witness) End() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.err == nil {
+		_, w.err = w.pipe.Write([]byte{'\n'}) // the empty line: ended in order
+	}
+	w.pipe.Close()
+	w.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- w.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && w.log != nil {
+			w.log.WithError(err).Warn("the witness of this run's removals failed")
+		}
+	case <-time.After(witnessEndWait):
+		_ = w.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// ReadRun reads what a run sends its witness, handing each line to fn. It
+// returns ended true when the run said it ended in order, false when the
+// pipe ended without that: the run died.
+func ReadRun(r io.Reader, fn func(line []byte)) (ended bool, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			return true, nil
+		}
+		fn(sc.Bytes())
+	}
+	return false, sc.Err()
+}
+
+// WitnessEnv is what a witness body gets: the dead run's events file and
+// lock, the stage's own files, and the engine.
+type WitnessEnv struct {
+	Pipeline string
+	// Parent is the run's PID.
+	Parent int
+	// Events is the run's events file.
+	Events *events.Writer
+	// Files are the stage's own, in the order it passed them.
+	Files       []*os.File
+	CallTimeout time.Duration
+	Log         logrus.FieldLogger
+
+	lock   *os.File
+	docker *client.Client
+}
+
+// Source is the events.jsonl source of the run's events.
+func (w *WitnessEnv) Source() string { return "ds01-pipe/" + w.Pipeline }
+
+// TakeOverLock makes the dead run's lock the witness's own, so that the
+// lock names the live holder while the witness works (see takeOverLock).
+// It fails with an error wrapping ErrLockTaken when another run holds the
+// lock already: that run then settles what the dead one left. A run
+// without a lock has nothing to take over.
+func (w *WitnessEnv) TakeOverLock() error {
+	if w.lock == nil {
+		return nil
+	}
+	nf, err := takeOverLock(w.lock, w.Pipeline, fmt.Sprintf("recording the removals of run pid %d, which ended before their answers", w.Parent))
+	w.lock = nf
+	if errors.Is(err, errLockTaken) {
+		return ErrLockTaken
+	}
+	return err
+}
+
+// ErrLockTaken says another run took the lock of the run a witness
+// watched.
+var ErrLockTaken = errLockTaken
+
+// Engine connects to the engine the run used (DOCKER_HOST, as the run),
+// negotiating the API version; it fails when the engine does not answer
+// within the call timeout.
+func (w *WitnessEnv) Engine(ctx context.Context) (client.APIClient, error) {
+	if w.docker == nil {
+		c, err := client.New(client.FromEnv)
+		if err != nil {
+			return nil, fmt.Errorf("docker client: %w", err)
+		}
+		w.docker = c
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout(w.CallTimeout))
+	defer cancel()
+	if _, err := w.docker.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return nil, &UnreachableError{Host: w.docker.DaemonHost(), Err: err}
+	}
+	return w.docker, nil
+}
+
+// Call gives one engine call its own deadline.
+func (w *WitnessEnv) Call(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := w.CallTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// WitnessBody is what a stage kind's witness does (Spec.Witness): it reads
+// the run's lines from run (ReadRun) and, when the run died, settles what
+// it left open.
+type WitnessBody func(ctx context.Context, w *WitnessEnv, run io.Reader) error
+
+// WitnessOptions are the witness command's flags.
+type WitnessOptions struct {
+	Kind        string
+	Pipeline    string
+	Parent      int
+	EventsFile  string // "" when the run passed none
+	LockFile    string // "" when the run passed none
+	Files       int
+	CallTimeout time.Duration
+	Log         logrus.FieldLogger
+}
+
+// RunWitness runs the witness of opts.Kind with the descriptors the run
+// passed (see StartWitness) and standard input as the pipe.
+func RunWitness(ctx context.Context, reg *Registry, opts WitnessOptions, stdin io.Reader) error {
+	spec, ok := reg.Lookup(opts.Kind)
+	if !ok || spec.Witness == nil {
+		return fmt.Errorf("stage kind %q has no witness", opts.Kind)
+	}
+	w := &WitnessEnv{Pipeline: opts.Pipeline, Parent: opts.Parent, CallTimeout: opts.CallTimeout, Log: opts.Log}
+	if w.Log == nil {
+		w.Log = logrus.StandardLogger()
+	}
+	w.Log = w.Log.WithField("pipeline", opts.Pipeline).WithField("witness_of", opts.Parent)
+	if opts.EventsFile != "" {
+		ev, err := events.NewWriter(os.NewFile(witnessFDEvents, opts.EventsFile))
+		if err != nil {
+			return err
+		}
+		defer ev.Close()
+		w.Events = ev
+	}
+	if opts.LockFile != "" {
+		w.lock = os.NewFile(witnessFDLock, opts.LockFile)
+		defer func() { w.lock.Close() }() // the taken-over lock, if any
+	}
+	for i := range opts.Files {
+		f := os.NewFile(uintptr(witnessFDFiles+i), fmt.Sprintf("fd %d", witnessFDFiles+i))
+		defer f.Close()
+		w.Files = append(w.Files, f)
+	}
+	defer func() {
+		if w.docker != nil {
+			w.docker.Close()
+		}
+	}()
+	return spec.Witness(ctx, w, stdin)
+}

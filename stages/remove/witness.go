@@ -1,0 +1,151 @@
+package remove
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"github.com/ds01/ds01-pipe/pipeline"
+)
+
+// Witness timing. The engine that stalled the dead run may stay stalled a
+// while (a daemon under load, one being restarted): the witness waits for
+// it up to witnessEngineWait. Once it answers, the requests the run left
+// in its socket are carried out within moments; witnessWindow (at least
+// the run's call timeout, the time the run itself would have waited for
+// an answer) bounds how long the witness looks for them. A container
+// still there after that is left to the next run's journal check.
+const (
+	witnessEngineWait = 10 * time.Minute
+	witnessMinWindow  = 5 * time.Second
+	witnessPoll       = 200 * time.Millisecond
+)
+
+// witness is the remove stage's witness body (pipeline.StartWitness): it
+// learns from the run each removal asked for (the journal's "asked" line)
+// and each whose fate the run learnt ("settled"). When the run ended in
+// order there is nothing to do: it recorded what it saw and left the rest
+// in the journal. When the run died, every removal still open is looked
+// up until the engine has carried it out (404: the container.remove line
+// is written then, and the journal entry settled) or the window closes.
+func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
+	open := map[string]pendingEntry{}
+	var order []string
+	ended, err := pipeline.ReadRun(run, func(line []byte) {
+		var e pendingEntry
+		if json.Unmarshal(line, &e) != nil || e.ID == "" {
+			return
+		}
+		switch e.Op {
+		case opAsked:
+			if _, seen := open[e.ID]; !seen {
+				order = append(order, e.ID)
+			}
+			open[e.ID] = e
+		case opSettled:
+			delete(open, e.ID)
+		}
+	})
+	if ended {
+		return nil
+	}
+	if err != nil {
+		w.Log.WithError(err).Warn("reading the run's removals")
+	}
+	var pending []pendingEntry
+	for _, id := range order {
+		if e, ok := open[id]; ok {
+			pending = append(pending, e)
+		}
+	}
+	if len(pending) == 0 || w.Events == nil {
+		return nil
+	}
+	log := w.Log.WithField("removals", len(pending))
+	switch err := w.TakeOverLock(); {
+	case errors.Is(err, pipeline.ErrLockTaken):
+		// That run checks the journal before it removes anything.
+		log.Info("the run ended before the engine answered its removals; a newer run holds the lock and records them")
+		return nil
+	case err != nil:
+		log.WithError(err).Warn("the dead run's lock not taken over; recording its removals anyway")
+	}
+	log.Warn("the run ended before the engine answered these removals; recording the ones the engine carries out")
+
+	var journal *pendingJournal
+	if len(w.Files) > 0 {
+		journal = &pendingJournal{f: w.Files[0]}
+	}
+	left := settleOpen(ctx, w, pending, journal)
+	for _, e := range left {
+		log.WithField("container", e.ID).Warn("removal not seen carried out; the next run checks it again")
+	}
+	return nil
+}
+
+// settleOpen looks up each entry until its container is gone (recorded) or
+// the time is up; it returns the entries still open.
+func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEntry, journal *pendingJournal) []pendingEntry {
+	window := max(w.CallTimeout, witnessMinWindow)
+	start := time.Now()
+	var docker client.APIClient
+	var answered time.Time
+	for len(pending) > 0 {
+		if docker == nil {
+			var err error
+			if docker, err = w.Engine(ctx); err != nil {
+				if time.Since(start) > witnessEngineWait || !pause(ctx) {
+					return pending
+				}
+				continue
+			}
+			if answered.IsZero() {
+				answered = time.Now()
+			}
+		}
+		var keep []pendingEntry
+		for _, e := range pending {
+			cctx, cancel := w.Call(ctx)
+			_, err := docker.ContainerInspect(cctx, e.ID, client.ContainerInspectOptions{})
+			cancel()
+			switch {
+			case cerrdefs.IsNotFound(err):
+				if werr := w.Events.Write(e.removed(time.Now())); werr != nil {
+					w.Log.WithError(werr).WithField("container", e.ID).Error("removal carried out after the run ended, and not recorded")
+					keep = append(keep, e) // the next run tries again
+					continue
+				}
+				journal.settled(e.ID)
+				w.Log.WithField("container", e.ID).Info("removal carried out after the run ended, recorded")
+			case err != nil:
+				keep = append(keep, e)
+				docker = nil // ask again whether the engine answers at all
+			default:
+				keep = append(keep, e) // still there: not carried out yet, or never
+			}
+		}
+		pending = keep
+		if len(pending) == 0 || (!answered.IsZero() && time.Since(answered) > window) || !pause(ctx) {
+			return pending
+		}
+	}
+	return pending
+}
+
+// pause waits one poll interval; false when ctx ended (the witness was
+// told to stop).
+func pause(ctx context.Context) bool {
+	t := time.NewTimer(witnessPoll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
