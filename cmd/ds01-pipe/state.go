@@ -30,6 +30,11 @@ func newStateCmd(io IOStreams) *cobra.Command {
 with the clock each used, and per running container (by ID and StartedAt) its idle
 streak, last activity, the warnings given and the previous stats sample.
 
+The store is what the last run saved: an entry is dropped by the next run that
+finds its container gone, stopped or started again, so a container stopped or
+removed by the last run (after the lifecycle stage saved) may still be listed.
+Runs of pipelines with different scopes on one state_dir keep each other's entries.
+
 The store is opened read-only; a run in progress holds it for at most a few seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
