@@ -238,6 +238,14 @@ func (w *WitnessEnv) Engine(ctx context.Context) (client.APIClient, error) {
 	return w.docker, nil
 }
 
+// Close closes the connection to the engine, if any.
+func (w *WitnessEnv) Close() {
+	if w.docker != nil {
+		_ = w.docker.Close()
+		w.docker = nil
+	}
+}
+
 // Call gives one engine call its own deadline.
 func (w *WitnessEnv) Call(ctx context.Context) (context.Context, context.CancelFunc) {
 	d := w.CallTimeout
@@ -293,10 +301,6 @@ func RunWitness(ctx context.Context, reg *Registry, opts WitnessOptions, stdin i
 		defer f.Close()
 		w.Files = append(w.Files, f)
 	}
-	defer func() {
-		if w.docker != nil {
-			w.docker.Close()
-		}
-	}()
+	defer w.Close()
 	return spec.Witness(ctx, w, stdin)
 }

@@ -13,6 +13,10 @@
 //   - Malformed: the request is forwarded and the engine's answer replaced
 //     by a body that is not valid JSON (with status 200 when the engine
 //     succeeded).
+//   - Stall: the request waits, as in the socket of an engine that is
+//     stalled (stopped, overloaded), until Resume; then it is forwarded
+//     whether or not its client is still there, so the engine acts on it,
+//     and the answer goes to the client if it still waits.
 //   - Pass: forwarded unchanged.
 //
 // Rules are set per Route (a method and a path pattern, the API version
@@ -51,6 +55,7 @@ const (
 	Fail500
 	Drop
 	Malformed
+	Stall
 )
 
 func (m Mode) String() string {
@@ -65,13 +70,15 @@ func (m Mode) String() string {
 		return "drop"
 	case Malformed:
 		return "malformed"
+	case Stall:
+		return "stall"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
 // Forwards reports whether the engine sees a request answered in mode m,
 // that is, whether whatever the request asks for may have happened.
-func (m Mode) Forwards() bool { return m == Pass || m == Drop || m == Malformed }
+func (m Mode) Forwards() bool { return m == Pass || m == Drop || m == Malformed || m == Stall }
 
 // Route selects requests: a method and a pattern matched against the path
 // without its API version prefix ("/v1.41").
@@ -129,6 +136,12 @@ type Proxy struct {
 	mu     sync.Mutex
 	rules  []*rule
 	counts map[string]*Counts
+	// resume is closed by Resume, releasing the stalled requests.
+	resume chan struct{}
+	// stalled counts the requests waiting per route; stallSeen is
+	// closed and replaced whenever one more waits.
+	stalled   map[string]int
+	stallSeen chan struct{}
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -176,13 +189,16 @@ func New(upstream string) (*Proxy, error) {
 	}
 	target := &url.URL{Scheme: "http", Host: "docker"}
 	p := &Proxy{
-		sock:     sock,
-		upstream: target,
-		ln:       ln,
-		tr:       tr,
-		counts:   make(map[string]*Counts),
-		closing:  make(chan struct{}),
-		served:   make(chan struct{}),
+		sock:      sock,
+		upstream:  target,
+		ln:        ln,
+		tr:        tr,
+		counts:    make(map[string]*Counts),
+		resume:    make(chan struct{}),
+		stalled:   make(map[string]int),
+		stallSeen: make(chan struct{}),
+		closing:   make(chan struct{}),
+		served:    make(chan struct{}),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -270,12 +286,74 @@ func (p *Proxy) Close() error {
 	return err
 }
 
-// decide picks the mode of one request and counts it.
-func (p *Proxy) decide(method, path string) Mode {
+// Resume forwards every stalled request, as a stalled engine that runs
+// again reads the requests waiting in its socket. Requests that stall
+// later wait for the next Resume.
+func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	mode := Pass
-	var route string
+	close(p.resume)
+	p.resume = make(chan struct{})
+	p.stalled = make(map[string]int)
+}
+
+// WaitStalled waits until at least n requests of route r are stalled, or
+// ctx ends.
+func (p *Proxy) WaitStalled(ctx context.Context, r Route, n int) error {
+	for {
+		p.mu.Lock()
+		got, seen := p.stalled[r.Name], p.stallSeen
+		p.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-seen:
+		case <-ctx.Done():
+			return fmt.Errorf("faultproxy: %d of %d %s requests stalled: %w", got, n, r.Name, ctx.Err())
+		}
+	}
+}
+
+// stall holds a request until Resume, then forwards it, with or without
+// its client.
+func (p *Proxy) stall(w http.ResponseWriter, r *http.Request, route string) {
+	body, _ := io.ReadAll(r.Body)
+	p.mu.Lock()
+	resume := p.resume
+	p.stalled[route]++
+	close(p.stallSeen)
+	p.stallSeen = make(chan struct{})
+	p.mu.Unlock()
+	select {
+	case <-resume: // resumed before the proxy closes: forwarded all the same
+	default:
+		select {
+		case <-resume:
+		case <-p.closing:
+			return
+		}
+	}
+	out := r.Clone(context.WithoutCancel(r.Context()))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	resp, respBody, err := p.forward(out)
+	if err != nil {
+		writeMessage(w, http.StatusBadGateway, "faultproxy: upstream: "+err.Error())
+		return
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(respBody) // the client may be gone
+}
+
+// decide picks the mode of one request and counts it; route is the name
+// of the route it matched, or "".
+func (p *Proxy) decide(method, path string) (mode Mode, route string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mode = Pass
 	for _, r := range p.rules {
 		if !r.route.matches(method, path) {
 			continue
@@ -307,12 +385,13 @@ func (p *Proxy) decide(method, path string) Mode {
 			c.Faulted++
 		}
 	}
-	return mode
+	return mode, route
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	path := versionPrefix.ReplaceAllString(r.URL.Path, "")
-	switch p.decide(r.Method, path) {
+	mode, route := p.decide(r.Method, path)
+	switch mode {
 	case Pass:
 		p.rp.ServeHTTP(w, r)
 	case Hang:
@@ -330,6 +409,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.drop(w, r)
 	case Malformed:
 		p.malformed(w, r)
+	case Stall:
+		p.stall(w, r, route)
 	}
 }
 

@@ -223,3 +223,41 @@ func TestBadUpstream(t *testing.T) {
 		t.Error("want an error for an unsupported upstream")
 	}
 }
+
+// Stall: the request waits until Resume, then reaches the engine even
+// though its client gave up, as one waiting in a stopped daemon's socket.
+func TestStallForwardsAfterResumeWithoutTheClient(t *testing.T) {
+	up := startUpstream(t)
+	p := Start(t, up.host)
+	c := httpClient(p)
+	defer c.CloseIdleConnections()
+	p.Set(Remove, Stall)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := do(t, c, ctx, http.MethodDelete, "/v1.41/containers/abc")
+		errc <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if err := p.WaitStalled(wctx, Remove, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.requests(); len(got) != 0 {
+		t.Fatalf("a stalled request reached the engine before Resume: %q", got)
+	}
+	cancel() // the client is gone
+	if err := <-errc; err == nil {
+		t.Fatal("the client's request ended without error")
+	}
+	p.Set(Remove, Pass)
+	p.Resume()
+	// The handler forwards on its own goroutine: Close waits for it.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.requests(); len(got) != 1 || got[0] != "DELETE /v1.41/containers/abc" {
+		t.Errorf("the engine saw %q, want the stalled DELETE", got)
+	}
+}

@@ -158,6 +158,16 @@ func (e pendingEntry) removed(at time.Time) events.Event {
 	return ev
 }
 
+// name is the container's name, as its event gives it.
+func (e pendingEntry) name() string {
+	for _, d := range e.Details {
+		if d[0] == detailContainer {
+			return d[1]
+		}
+	}
+	return e.ID
+}
+
 // errUntrusted marks a journal this run did not write and may not believe.
 var errUntrusted = errors.New("journal of pending removals not trusted")
 

@@ -83,7 +83,7 @@ func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
 	}
 	left := settleOpen(ctx, w, pending, journal)
 	for _, e := range left {
-		log.WithField("container", e.ID).Warn("removal not seen carried out; the next run checks it again")
+		log.WithField("container", e.name()).WithField("id", e.ID).Warn("removal not seen carried out; the next run checks it again")
 	}
 	return nil
 }
@@ -116,12 +116,12 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 			switch {
 			case cerrdefs.IsNotFound(err):
 				if werr := w.Events.Write(e.removed(time.Now())); werr != nil {
-					w.Log.WithError(werr).WithField("container", e.ID).Error("removal carried out after the run ended, and not recorded")
+					w.Log.WithError(werr).WithField("container", e.name()).WithField("id", e.ID).Error("removal carried out after the run ended, and not recorded")
 					keep = append(keep, e) // the next run tries again
 					continue
 				}
 				journal.settled(e.ID)
-				w.Log.WithField("container", e.ID).Info("removal carried out after the run ended, recorded")
+				w.Log.WithField("container", e.name()).WithField("id", e.ID).Info("removal carried out after the run ended, recorded")
 			case err != nil:
 				keep = append(keep, e)
 				docker = nil // ask again whether the engine answers at all

@@ -1,0 +1,143 @@
+package remove
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ds01/ds01-pipe/internal/dockertest"
+	"github.com/ds01/ds01-pipe/pipeline"
+	"github.com/ds01/ds01-pipe/pipeline/events"
+)
+
+// witnessInput is what a run sends its witness: an asked line per
+// container, settled lines, and the empty line of a run that ended in
+// order.
+func witnessInput(t *testing.T, asked []pendingEntry, settled []string, ended bool) *strings.Reader {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range asked {
+		line, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(append(line, '\n'))
+	}
+	for _, id := range settled {
+		line, _ := json.Marshal(pendingEntry{Op: opSettled, ID: id})
+		b.Write(append(line, '\n'))
+	}
+	if ended {
+		b.WriteString("\n")
+	}
+	return strings.NewReader(b.String())
+}
+
+func askedEntry(id, name string) pendingEntry {
+	return pendingEntry{Op: opAsked, ID: id, User: "alice", Source: "ds01-pipe/it",
+		Details: [][2]string{{detailContainer, name}, {detailReason, "created_never_started"}}}
+}
+
+// witnessEnv is a witness of a run with an events file and a journal, on
+// the real engine.
+func witnessEnv(t *testing.T, eng *dockertest.Engine) (*pipeline.WitnessEnv, string, string) {
+	t.Helper()
+	t.Setenv("DOCKER_HOST", eng.Host())
+	dir := t.TempDir()
+	eventsFile := filepath.Join(dir, "events.jsonl")
+	w, err := events.OpenFile(eventsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	journalFile := eventsFile + PendingSuffix
+	j, err := os.OpenFile(journalFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	wenv := &pipeline.WitnessEnv{Pipeline: "it", Parent: 1, Events: w, Files: []*os.File{j},
+		CallTimeout: 5 * time.Second, Log: log}
+	t.Cleanup(wenv.Close)
+	return wenv, eventsFile, journalFile
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// TestWitnessRecordsRemovalsOfADeadRun pins the witness body: when the
+// run's pipe ends without its end line (the run died), each removal it
+// asked for and never settled is recorded once the engine no longer has
+// the container, and settled in the journal so that the next run does not
+// record it again; a container the engine still has gets no line and
+// stays open in the journal; a removal the run settled itself is left
+// alone.
+func TestWitnessRecordsRemovalsOfADeadRun(t *testing.T) {
+	eng := dockertest.New(t)
+	gone := eng.Create(t, dockertest.Spec{Name: "gone"})
+	still := eng.Create(t, dockertest.Spec{Name: "still"})
+	done := eng.Create(t, dockertest.Spec{Name: "done"})
+	for _, id := range []string{gone.ID, done.ID} {
+		if _, err := eng.Client().ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, eventsFile, journalFile := witnessEnv(t, eng)
+	asked := []pendingEntry{askedEntry(gone.ID, gone.Name), askedEntry(still.ID, still.Name), askedEntry(done.ID, done.Name)}
+	// What the run wrote to its journal, as it told its witness.
+	journal := &pendingJournal{f: w.Files[0]}
+	for _, e := range asked {
+		journal.append(e)
+	}
+	journal.settled(done.ID)
+
+	// The witness looks for "still" until the window closes; the test
+	// ends it early, as systemd would at the unit's stop.
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := witness(wctx, w, witnessInput(t, asked, []string{done.ID}, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := removeLines(t, eventsFile), []string{"alice " + gone.Name + " created_never_started"}; !slices.Equal(got, want) {
+		t.Errorf("container.remove lines %q, want %q", got, want)
+	}
+	open, err := readPending(journalFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 1 || open[0].ID != still.ID {
+		t.Errorf("journal entries left open %+v, want only %s's", open, still.Name)
+	}
+}
+
+// TestWitnessOfARunThatEndedDoesNothing: a run that ended in order
+// recorded what it learnt and left the rest in its journal; its witness
+// writes nothing, even for a container that is gone.
+func TestWitnessOfARunThatEndedDoesNothing(t *testing.T) {
+	eng := dockertest.New(t)
+	gone := eng.Create(t, dockertest.Spec{Name: "gone"})
+	if _, err := eng.Client().ContainerRemove(context.Background(), gone.ID, client.ContainerRemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, eventsFile, _ := witnessEnv(t, eng)
+	if err := witness(context.Background(), w, witnessInput(t, []pendingEntry{askedEntry(gone.ID, gone.Name)}, nil, true)); err != nil {
+		t.Fatal(err)
+	}
+	if got := removeLines(t, eventsFile); len(got) != 0 {
+		t.Errorf("the witness of a run that ended wrote %q", got)
+	}
+}
