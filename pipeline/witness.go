@@ -60,6 +60,12 @@ const (
 	witnessFDFiles  = 5
 )
 
+// WitnessGrace is how long a witness told to stop (SIGTERM: systemd stops
+// a unit whose run died by signalling what is left of it, and waits
+// TimeoutStopSec, 90 s by default, before SIGKILL) still records the
+// removals the engine carries out.
+const WitnessGrace = 30 * time.Second
+
 // witnessEndWait bounds how long a run waits for its witness to exit once
 // told the run ended.
 const witnessEndWait = 5 * time.Second
@@ -273,8 +279,15 @@ type WitnessOptions struct {
 }
 
 // RunWitness runs the witness of opts.Kind with the descriptors the run
-// passed (see StartWitness) and standard input as the pipe.
+// passed (see StartWitness) and standard input as the pipe. When ctx ends
+// (the witness was told to stop), the body still has WitnessGrace.
 func RunWitness(ctx context.Context, reg *Registry, opts WitnessOptions, stdin io.Reader) error {
+	graced, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(WitnessGrace, cancel) })
+	defer stop()
+	ctx = graced
+
 	spec, ok := reg.Lookup(opts.Kind)
 	if !ok || spec.Witness == nil {
 		return fmt.Errorf("stage kind %q has no witness", opts.Kind)
