@@ -298,22 +298,49 @@ func RunWitness(ctx context.Context, reg *Registry, opts WitnessOptions, stdin i
 	}
 	w.Log = w.Log.WithField("pipeline", opts.Pipeline).WithField("witness_of", opts.Parent)
 	if opts.EventsFile != "" {
-		ev, err := events.NewWriter(os.NewFile(witnessFDEvents, opts.EventsFile))
+		f, err := inherited(witnessFDEvents, opts.EventsFile)
 		if err != nil {
+			return err
+		}
+		ev, err := events.NewWriter(f)
+		if err != nil {
+			f.Close()
 			return err
 		}
 		defer ev.Close()
 		w.Events = ev
 	}
 	if opts.LockFile != "" {
-		w.lock = os.NewFile(witnessFDLock, opts.LockFile)
+		f, err := inherited(witnessFDLock, opts.LockFile)
+		if err != nil {
+			return err
+		}
+		w.lock = f
 		defer func() { w.lock.Close() }() // the taken-over lock, if any
 	}
 	for i := range opts.Files {
-		f := os.NewFile(uintptr(witnessFDFiles+i), fmt.Sprintf("fd %d", witnessFDFiles+i))
+		fd := witnessFDFiles + i
+		f, err := inherited(fd, fmt.Sprintf("stage file %d", i+1))
+		if err != nil {
+			return err
+		}
 		defer f.Close()
 		w.Files = append(w.Files, f)
 	}
 	defer w.Close()
 	return spec.Witness(ctx, w, stdin)
+}
+
+// inherited wraps a descriptor the run passed, after checking it is an
+// open regular file: a witness started by hand has none, and its number
+// may then be one of the runtime's own, which an *os.File would close.
+func inherited(fd int, name string) (*os.File, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("witness: %s (fd %d) was not passed: %w", name, fd, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, fmt.Errorf("witness: %s (fd %d) is not a regular file", name, fd)
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
