@@ -21,8 +21,10 @@ func newWitnessCmd(io IOStreams, g *globalOptions) *cobra.Command {
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The run's terminal and session are the run's: a hang-up
-			// there must not stop the recording of what it did.
-			signal.Ignore(syscall.SIGHUP, syscall.SIGINT)
+			// there must not stop the recording of what it did, nor may
+			// a terminal with tostop set stop the witness (its own
+			// process group is in the background) when it writes a line.
+			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTTOU, syscall.SIGTTIN)
 			log, err := g.logger(io)
 			if err != nil {
 				return err
