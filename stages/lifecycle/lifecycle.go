@@ -2,9 +2,15 @@
 // max-runtime decisions for running GPU containers (check-idle-containers.sh
 // and enforce-max-runtime.sh), with their bugs fixed (docs/lifecycle.md).
 //
-// For each running, non-exempt container with a GPU it judges the run's
-// evidence (from the measure stage) against the owner's thresholds, keeps
-// an idle streak and an idle clock in the state store, and decides: keep
+// Paused containers are judged like running ones, as DS01 judged every
+// `docker ps` name: a paused container keeps its GPUs (its memory stays
+// allocated), its runtime clock runs (pausing leaves StartedAt alone), and
+// its frozen processes do no work, so its evidence reads idle.
+//
+// For each running or paused, non-exempt container with a GPU it judges
+// the run's evidence (from the measure stage) against the owner's
+// thresholds, keeps an idle streak and an idle clock in the state store,
+// and decides: keep
 // (with the reason: active, in_grace_period, idle_streak, idle_warning,
 // runtime_warning, exempt) or stop (idle_timeout, runtime_exceeded).
 // Warnings are decided once per container run at 80 %/95 % of the idle
@@ -77,7 +83,7 @@ func New() *Stage {
 func init() {
 	pipeline.Register(pipeline.Spec{
 		Kind: Kind,
-		Summary: "DS01's idle and max-runtime decisions for running GPU containers. From the measure stage's evidence " +
+		Summary: "DS01's idle and max-runtime decisions for running (or paused) GPU containers. From the measure stage's evidence " +
 			"and the state store it keeps an idle streak (idle_detection_window runs, missing evidence never counts) " +
 			"and an idle clock from the last activity; it warns at 80 %/95 % of the owner's idle timeout and at " +
 			"75 %/90 % of the max runtime, once per container run, and decides stop only after both warnings at " +
@@ -106,7 +112,7 @@ func (s *Stage) Init() error {
 	return nil
 }
 
-// Process judges every running GPU container.
+// Process judges every running or paused GPU container.
 func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch) error {
 	if env.Now.IsZero() {
 		return errors.New("lifecycle: the run has no clock (Env.Now is zero)")
@@ -241,7 +247,7 @@ func skipped(rec *pipeline.Record) (pipeline.Verdict, bool) {
 	switch {
 	case rec.Incomplete != "":
 		return pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotDecided, Detail: rec.Incomplete}, true
-	case rec.Container.State != pipeline.StateRunning:
+	case !judged(rec.Container.State):
 		return pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonNotACandidate, Detail: "container is " + string(rec.Container.State)}, true
 	case rec.Exempt:
 		return pipeline.Verdict{Action: pipeline.ActionSkip, Reason: pipeline.ReasonExempt, Detail: rec.ExemptReason}, true
@@ -253,6 +259,14 @@ func skipped(rec *pipeline.Record) (pipeline.Verdict, bool) {
 	return pipeline.Verdict{}, false
 }
 
+// judged reports whether containers in state s are judged: running ones,
+// and paused ones. A paused container still holds its GPUs and its clocks
+// run; only a stop frees them (DS01's candidates were `docker ps` names,
+// paused ones included).
+func judged(s pipeline.State) bool {
+	return s == pipeline.StateRunning || s == pipeline.StatePaused
+}
+
 func ownerOf(rec *pipeline.Record) string {
 	if rec.Owner.Name == "" {
 		return pipeline.UnknownOwner
@@ -262,7 +276,9 @@ func ownerOf(rec *pipeline.Record) string {
 
 // keepAlive reports whether the keep-alive file prevents an idle stop. A
 // file that cannot be read is no permission to stop: the container is
-// kept (missing evidence never stops a container).
+// kept (missing evidence never stops a container). The archive API reads
+// a paused container's filesystem as a running one's: it runs nothing in
+// the container, so the frozen processes do not matter.
 func (s *Stage) keepAlive(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, now time.Time, maxAge policy.Limit) (bool, string) {
 	sp, ok := env.Docker.(StatPather)
 	if !ok {
@@ -286,7 +302,9 @@ func (s *Stage) keepAlive(ctx context.Context, env *pipeline.Env, rec *pipeline.
 
 // highDemand computes DS01's high-demand mode from the run's GPU view:
 // the GPU units (whole GPUs, and MIG slices instead of their parent)
-// claimed by running containers, over all units. Without NVML it is off.
+// claimed by running or paused containers, over all units (a paused
+// container keeps its GPUs: DS01 counted it as allocated). Without NVML
+// it is off.
 func highDemand(batch *pipeline.Batch, m *policy.Model) demand {
 	hd := m.HighDemand()
 	d := demand{Reduction: hd.Reduction.Value, Threshold: hd.Threshold.Value}
@@ -305,7 +323,7 @@ func highDemand(batch *pipeline.Batch, m *policy.Model) demand {
 	}
 	claimed := map[string]bool{}
 	for _, rec := range batch.Records {
-		if rec.Container.State != pipeline.StateRunning {
+		if !judged(rec.Container.State) {
 			continue
 		}
 		for _, g := range rec.GPUs {

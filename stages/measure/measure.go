@@ -1,11 +1,17 @@
 // Package measure implements the "measure" stage: the idle evidence of
-// every running GPU container, read once per run. It takes one Docker
+// every running or paused GPU container, read once per run. It takes one Docker
 // stats sample per container (the cumulative CPU time and bytes received,
 // never a rate: the lifecycle stage turns two samples into rates over the
 // real time between them) and reads GPU utilisation from the run's one
 // NVML snapshot, per process where the driver reports it, so that an idle
 // container sharing a GPU with a busy one is seen as idle. It never runs
 // anything inside a container.
+//
+// A paused container is measured like a running one: its processes are
+// frozen but it keeps its GPUs (DS01's `docker ps` listed it and found it
+// idle). The engine answers its stats with the cumulative counters, which
+// do not move while it is paused, so its CPU reads 0 % over the runs; the
+// per-process GPU figures of frozen processes are 0.
 package measure
 
 import (
@@ -62,7 +68,7 @@ func New() *Stage { return &Stage{Workers: DefaultWorkers, ProcRoot: DefaultProc
 func init() {
 	pipeline.Register(pipeline.Spec{
 		Kind: Kind,
-		Summary: "Measures the idle evidence of every running GPU container once per run: one Docker stats sample " +
+		Summary: "Measures the idle evidence of every running or paused GPU container once per run: one Docker stats sample " +
 			"(cumulative CPU time and bytes received; the lifecycle stage turns two runs' samples into rates over the " +
 			"real time between them) and GPU utilisation from the run's NVML snapshot, per process where the driver " +
 			"reports it, else per device or MIG slice. A MIG parent's [N/A] and a failed query are \"not reported\", " +
@@ -88,18 +94,26 @@ func (s *Stage) Init() error {
 	return nil
 }
 
-// Targets are the records the lifecycle judges: running, completely read,
-// not exempt, with a GPU by Docker's records or by NVML (processes of the
-// container on a GPU: DS01 missed those, B-6).
+// Targets are the records the lifecycle judges: running or paused,
+// completely read, not exempt, with a GPU by Docker's records or by NVML
+// (processes of the container on a GPU: DS01 missed those, B-6).
 func Targets(recs []*pipeline.Record, seen map[string]bool) []*pipeline.Record {
 	var out []*pipeline.Record
 	for _, rec := range recs {
-		if rec.Container.State == pipeline.StateRunning && rec.Incomplete == "" && !rec.Exempt &&
+		if judged(rec.Container.State) && rec.Incomplete == "" && !rec.Exempt &&
 			(rec.HasGPU() || seen[rec.Container.ID]) {
 			out = append(out, rec)
 		}
 	}
 	return out
+}
+
+// judged reports whether the lifecycle judges a container in state s:
+// running, or paused. A paused container keeps its GPUs and its clocks
+// run, so it is measured and judged like a running one (DS01's candidates
+// were `docker ps` names, paused ones included).
+func judged(s pipeline.State) bool {
+	return s == pipeline.StateRunning || s == pipeline.StatePaused
 }
 
 // Process measures every target.

@@ -1,9 +1,13 @@
-// Package stop implements the "stop" stage: it stops the running
-// containers the lifecycle decided to stop, gracefully (docker stop with
-// the type's sigterm_grace_s), on a bounded pool. Each container is
-// inspected just before its stop and left alone if it is not the same
+// Package stop implements the "stop" stage: it stops the running (or
+// paused) containers the lifecycle decided to stop, gracefully (docker
+// stop with the type's sigterm_grace_s), on a bounded pool. Each container
+// is inspected just before its stop and left alone if it is not the same
 // container run any more. A stop counts only once the engine confirms the
 // container is no longer running; only then is its event queued.
+//
+// The engine's stop of a paused container sends the signal and unpauses
+// it so that the signal is handled; after the grace it kills it as it
+// kills a running one.
 //
 // An idle-stopped container is handed on for removal in the same run: its
 // verdict becomes remove (reason idle_stopped), so the remove stage that
@@ -86,7 +90,7 @@ func New() *Stage { return &Stage{Workers: DefaultWorkers, Syslog: true, ProcRoo
 func init() {
 	pipeline.Register(pipeline.Spec{
 		Kind: Kind,
-		Summary: "Stops the running containers decided for a stop, gracefully: docker stop with the type's " +
+		Summary: "Stops the running (or paused) containers decided for a stop, gracefully: docker stop with the type's " +
 			"sigterm_grace_s, the call's deadline covering that grace. Each container is inspected first and left alone " +
 			"(outcome \"changed\") if it is not the same run any more; a stop counts (outcome \"stopped\") only when the " +
 			"engine confirms it, and only then are maintenance.idle_kill / maintenance.runtime_kill queued and the " +
@@ -119,13 +123,13 @@ func (s *Stage) Init() error {
 	return nil
 }
 
-// Targets are the records the stage acts on: a stop verdict on a running,
-// non-exempt container whose facts were read completely.
+// Targets are the records the stage acts on: a stop verdict on a running
+// or paused, non-exempt container whose facts were read completely.
 func Targets(recs []*pipeline.Record) []*pipeline.Record {
 	var out []*pipeline.Record
 	for _, rec := range recs {
 		if rec.Verdict.Action == pipeline.ActionStop && !rec.Exempt && rec.Incomplete == "" &&
-			rec.Container.State == pipeline.StateRunning {
+			stoppable(rec.Container.State) {
 			out = append(out, rec)
 		}
 	}
@@ -252,12 +256,30 @@ func inspect(ctx context.Context, env *pipeline.Env, id string) (pipeline.Contai
 	return c, err
 }
 
+// stoppable reports whether a container in state s is one the lifecycle
+// stops: running, or paused (it holds its GPUs as a running one does).
+func stoppable(s pipeline.State) bool {
+	return s == pipeline.StateRunning || s == pipeline.StatePaused
+}
+
 // sameRun reports what makes now a different container run than the one
 // decided on: a stop acts only on the run the decision was about.
+//
+// Between a pause and its resumption the run is the same (StartedAt does
+// not move), but the two directions are not alike. A container paused at
+// the decision and running now was resumed by its owner: the decision
+// read a frozen container, and a resumption is the owner's hand on it, so
+// it is left for the next run to measure again. A container running at
+// the decision and paused now is stopped: pausing is no activity (its
+// processes are frozen, so the idle evidence the decision rests on still
+// holds, and the runtime clock runs on), and a stop it escaped by a pause
+// would be the next run's decision anyway.
 func sameRun(before, now pipeline.Container) (string, bool) {
 	switch {
-	case now.State != pipeline.StateRunning:
+	case !stoppable(now.State):
 		return fmt.Sprintf("state %s -> %s", before.State, now.State), true
+	case before.State == pipeline.StatePaused && now.State == pipeline.StateRunning:
+		return "resumed since the decision (state paused -> running)", true
 	case !before.StartedAt.Equal(now.StartedAt):
 		return "started again", true
 	case before.Name != now.Name:
