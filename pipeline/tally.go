@@ -1,5 +1,7 @@
 package pipeline
 
+import "strings"
+
 // Tally is a run reduced to numbers. It is the one count of the run: the
 // log stage's summary (line, pipeline.summary event, metrics), the JSON
 // report's summary and the exit code all read it, so they cannot
@@ -86,7 +88,35 @@ func TallyBatch(b *Batch) Tally {
 			t.GPUsUnrecorded++
 		}
 	}
+	if len(b.GPUs) == 0 {
+		// No reconciled view (a pipeline without a release stage, the
+		// lifecycle's): the GPUs released are those SettleReleases
+		// wrote a gpu.release line for (or would, in a plan), each
+		// counted once.
+		t.GPUsReleased = len(releasedWithoutView(b))
+	}
 	return t
+}
+
+// releasedWithoutView returns the GPUs, lower-cased, cleared for release
+// on records whose container is gone (or planned to go): SettleReleases
+// clears the GPUs of every other record.
+func releasedWithoutView(b *Batch) map[string]bool {
+	uuids := map[string]bool{}
+	for _, rec := range b.Records {
+		switch rec.Outcome.Status {
+		case OutcomeRemoved, OutcomeGone, OutcomePlanned:
+		default:
+			continue
+		}
+		if rec.Exempt {
+			continue
+		}
+		for _, u := range rec.ReleaseGPUs {
+			uuids[strings.ToLower(u)] = true
+		}
+	}
+	return uuids
 }
 
 // Tally counts the run's batch.

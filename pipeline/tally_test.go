@@ -52,3 +52,27 @@ func TestTally(t *testing.T) {
 		t.Errorf("Failed() = %d, want the failed outcome and the partial failure", res.Failed())
 	}
 }
+
+// Without a release stage (the lifecycle pipeline) the GPUs released are
+// those of the containers removed or already gone, each counted once, as
+// their gpu.release lines say; a container that stayed releases nothing.
+func TestTallyReleasedWithoutAView(t *testing.T) {
+	rec := func(o pipeline.OutcomeStatus, gpus ...string) *pipeline.Record {
+		r := pipelinetest.Exited("c")
+		r.Verdict.Action, r.Outcome.Status, r.ReleaseGPUs = pipeline.ActionRemove, o, gpus
+		return r
+	}
+	b := &pipeline.Batch{Records: []*pipeline.Record{
+		rec(pipeline.OutcomeRemoved, "GPU-a", "GPU-b"),
+		rec(pipeline.OutcomeGone, "gpu-A"), // the same GPU, another case
+		rec(pipeline.OutcomeFailed, "GPU-c"),
+		rec(pipeline.OutcomeChanged, "GPU-d"),
+	}}
+	if got := pipeline.TallyBatch(b).GPUsReleased; got != 2 {
+		t.Errorf("GPUsReleased = %d, want 2 (GPU-a, GPU-b)", got)
+	}
+	b.GPUs = []pipeline.GPUReport{{UUID: "GPU-a", Status: pipeline.GPUInUse}}
+	if got := pipeline.TallyBatch(b).GPUsReleased; got != 0 {
+		t.Errorf("with a reconciled view GPUsReleased = %d, want the view's 0", got)
+	}
+}

@@ -297,6 +297,10 @@ func TestLifecycleIdleStopAndRemove(t *testing.T) {
 	if len(rm) != 1 || rm[0].Details["reason"] != "idle_stopped" {
 		t.Errorf("container.remove events: %+v", rm)
 	}
+	// The run's own count agrees with its events (no release stage here).
+	if sums := eventsOfType(evs, "pipeline.summary"); len(sums) == 0 || sums[len(sums)-1].Details["gpus_released"] != float64(1) {
+		t.Errorf("the removing run's pipeline.summary does not count its gpu.release: %+v", sums)
+	}
 	if n := len(eventsOfType(evs, "system.high_demand")); n != 0 {
 		t.Errorf("%d high-demand events with 3 of 5 GPUs claimed", n)
 	}
