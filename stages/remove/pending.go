@@ -323,7 +323,7 @@ func reconcile(ctx context.Context, env *pipeline.Env) {
 				continue
 			}
 			if log != nil {
-				log.WithField("container", e.ID).Info("an earlier run's removal, carried out after that run ended, recorded now")
+				log.WithField("container", e.name()).WithField("id", e.ID).Info("an earlier run's removal, carried out after that run ended, recorded now")
 			}
 		case err != nil:
 			keep = append(keep, e) // no answer: ask again next time
