@@ -1,8 +1,9 @@
 # DS01's idle detection and max-runtime enforcement, run by
 # ds01-pipe@lifecycle.timer every 15 minutes.
 #
-# It replaces check-idle-containers.sh and enforce-max-runtime.sh: running GPU
-# containers are measured (GPU utilisation from NVML, CPU and network from the
+# It replaces check-idle-containers.sh and enforce-max-runtime.sh: running and
+# paused GPU containers (a paused one keeps its GPUs; DS01's `docker ps` listed
+# it) are measured (GPU utilisation from NVML, CPU and network from the
 # Docker stats counters since the previous run), their owners are warned at
 # 80 %/95 % of the idle timeout and 75 %/90 % of the max runtime, and they are
 # stopped only after both warnings and the full notice period. Idle-stopped
@@ -73,7 +74,9 @@ pipeline "lifecycle" {
 
   stage "discover" {
     name_prefix = var.prefix
-    states      = ["running"]
+    # Paused containers are judged like running ones: they hold their GPUs
+    # and their clocks run; the stop stage unpauses them as it stops them.
+    states = ["running", "paused"]
   }
   stage "attribute" {}
   stage "classify" {}
