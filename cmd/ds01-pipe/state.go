@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ds01/ds01-pipe/pipeline/state"
 )
@@ -35,7 +39,13 @@ finds its container gone, stopped or started again, so a container stopped or
 removed by the last run (after the lifecycle stage saved) may still be listed.
 Runs of pipelines with different scopes on one state_dir keep each other's entries.
 
-The store is opened read-only; a run in progress holds it for at most a few seconds.`,
+The store is opened read-only; a run in progress holds it for at most a few seconds.
+
+Exit status: 0 when the store was shown (also one that holds no run yet); 1 when
+there is no store at DIR (no lifecycle run has saved one there: a mistyped
+--state-dir, or a host where the lifecycle pipeline has not run yet), when it
+cannot be read, or when it is damaged (the next lifecycle run sets a damaged
+store aside and starts fresh); 78 for a bad flag.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
@@ -43,7 +53,10 @@ The store is opened read-only; a run in progress holds it for at most a few seco
 			}
 			store, err := state.OpenReadOnly(dir)
 			if err != nil {
-				return withCode(ExitFailure, err)
+				return withCode(ExitFailure, openStateError(err))
+			}
+			if store == nil {
+				return withCode(ExitFailure, noStateStore(dir))
 			}
 			defer store.Close()
 			c, err := store.Load()
@@ -71,12 +84,40 @@ The store is opened read-only; a run in progress holds it for at most a few seco
 	return cmd
 }
 
+// noStateStore says that dir holds no store. It is an error, not an empty
+// answer: an empty store and a mistyped --state-dir must not look alike.
+func noStateStore(dir string) error {
+	why := "no lifecycle run has saved " + state.Path(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		why = "the folder does not exist, so no lifecycle run has saved one there"
+	}
+	return fmt.Errorf("no state store at %s: %s (is --state-dir the lifecycle pipeline's state_dir?)", dir, why)
+}
+
+// openStateError adds to a store that cannot be opened what becomes of it:
+// a lifecycle run sets aside any store it cannot open, except one another
+// run holds (a timeout) or one it may not read.
+func openStateError(err error) error {
+	if errors.Is(err, berrors.ErrTimeout) || errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%w; the store looks damaged: the next lifecycle run sets it aside (%s.damaged-TIME) and starts fresh", err, state.FileName)
+}
+
+// plural returns n and word, with an s when n is not 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 func stateTable(io IOStreams, doc stateDocument) error {
 	fmt.Fprintf(io.Out, "state store %s (schema %d)\n", state.Path(doc.StateDir), doc.SchemaVersion)
 	if r := len(doc.Runs); r > 0 {
 		last := doc.Runs[r-1]
-		fmt.Fprintf(io.Out, "last run: %s (clock %s), %d runs remembered, high demand %v\n",
-			last.Wall.Format(time.RFC3339), last.Now.Format(time.RFC3339), r, last.HighDemand)
+		fmt.Fprintf(io.Out, "last run: %s (clock %s), %s remembered, high demand %v\n",
+			last.Wall.Format(time.RFC3339), last.Now.Format(time.RFC3339), plural(r, "run"), last.HighDemand)
 	} else {
 		fmt.Fprintln(io.Out, "no run recorded")
 	}
