@@ -57,8 +57,11 @@ func newRunCmd(io IOStreams, g *globalOptions) *cobra.Command {
 		Use:   "run FILE",
 		Short: "Run a pipeline: remove what policy says, release GPUs, log every action",
 		Long: `run executes the pipeline for real, under the pipeline's lock and deadline. Exempt
-and running containers are never removed. Each removal is re-checked against a fresh
-inspect just before it happens.`,
+containers are never stopped or removed, and no container is removed while it runs:
+the cleanup pipeline removes only containers that are not running; the lifecycle
+pipeline stops running GPU containers that are idle or past their maximum runtime,
+after the owner's notices, and removes the idle-stopped ones in the same run. Each
+removal is re-checked against a fresh inspect just before it happens.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
@@ -223,7 +226,7 @@ func runPipeline(cmd *cobra.Command, io IOStreams, g *globalOptions, o *runOptio
 	if o.mode == pipeline.ModePlan && res != nil && planActs(res) {
 		if format == "table" && o.out == "" {
 			// A person reads the table: say how to act on it.
-			log.Info(actHint(o.file, o.vars))
+			log.Info(actHint(o.file, o.vars, now))
 		}
 		if o.detailedExitCode {
 			return withCode(ExitChanges, errors.New(""))
@@ -245,12 +248,21 @@ func planActs(res *pipeline.Result) bool {
 
 // actHint is the line a plan read on a terminal ends with: the run command
 // that carries it out, with the plan's --var flags, quoted for the shell.
-func actHint(file string, vars []string) string {
+// A plan made at --now (now is not zero) says so: the run it suggests
+// decides on the wall clock, where what the plan found due may not be yet,
+// and it is never given --now (that needs --allow-clock-override, and a
+// clock set forward removes containers early).
+func actHint(file string, vars []string, now time.Time) string {
 	cmd := "ds01-pipe run " + shellWord(file)
 	for _, v := range vars {
 		cmd += " --var " + shellWord(v)
 	}
-	return "nothing was changed; to act on the wall clock: " + cmd +
+	hint := "nothing was changed; "
+	if !now.IsZero() {
+		hint += "this plan was made at --now " + now.UTC().Format(time.RFC3339Nano) +
+			": on the wall clock these containers may not be due yet (plan without --now to see what is); "
+	}
+	return hint + "to act on the wall clock: " + cmd +
 		" (or save the plan with --out PLAN and carry out just that with ds01-pipe apply PLAN)"
 }
 
