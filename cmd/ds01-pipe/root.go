@@ -134,7 +134,7 @@ func Main(args []string, io IOStreams) ExitCode {
 		// `systemctl status` and the journal show for the run.
 		// Paths and names in the error come from the command line and
 		// from labels: escaped, they cannot forge a line or move the cursor.
-		line := []byte("ds01-pipe: " + printable.Text(err.Error()) + "\n")
+		line := []byte("ds01-pipe: " + printable.Text(errorText(err)) + "\n")
 		if io.errIsJournal() {
 			prio := journalPriority(logrus.ErrorLevel)
 			if code == ExitLocked {

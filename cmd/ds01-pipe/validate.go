@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ds01/ds01-pipe/internal/printable"
 	"github.com/ds01/ds01-pipe/pipeline"
 )
 
@@ -44,9 +45,9 @@ are checked through the pipeline that names them.`,
 				}
 				bad++
 				if len(args) > 1 && !strings.HasPrefix(err.Error(), file+":") {
-					fmt.Fprintf(io.Err, "%s: invalid:\n", file)
+					fmt.Fprintf(io.Err, "%s: invalid:\n", printable.Escape(file))
 				}
-				fmt.Fprintln(io.Err, err)
+				fmt.Fprintln(io.Err, errorText(err))
 			}
 			if bad > 0 {
 				return withCode(ExitConfigError, fmt.Errorf("%d of %d file(s) invalid", bad, len(args)))
