@@ -53,7 +53,10 @@ func lock(path, pipelineName string, trust safefile.Trust) (*os.File, error) {
 	if _, err := safefile.CheckDir(dir, trust); err != nil {
 		return nil, refused(err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o644)
+	// 0600: flock(2) needs only a descriptor open for reading, so a lock
+	// others can read is a lock any user can hold for ever, and every
+	// run would be skipped (exit 3, success to systemd).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, fmt.Errorf("lock %s is a symbolic link: refused, never followed (remove it; ds01-pipe creates the lock file itself)", path)
 	}
@@ -90,35 +93,13 @@ func holderText(pipelineName, why string) string {
 	return fmt.Sprintf("pid %d, started %s, pipeline %s%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName, why)
 }
 
-// errLockTaken says another run took the lock after its holder died.
-var errLockTaken = errors.New("another run took the lock")
+// witnessTag marks the holder text of a witness, which holds the lock of
+// the run it watches (the same open file): "witness of run pid N".
+const witnessTag = "witness of run pid "
 
-// takeOverLock makes the lock a dead run held through f (a descriptor of
-// the lock file this process inherited from it) this process's own: the
-// kernel lists a flock under the PID that took it, so a run that died
-// would still be named as the holder of a lock its witness keeps. The
-// same file is opened again through /proc (never its path, which may have
-// changed), f is closed, which releases the dead run's lock, and the new
-// descriptor takes it. If another run took it in between, that run holds
-// it: errLockTaken.
-func takeOverLock(f *os.File, pipelineName, why string) (*os.File, error) {
-	nf, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDWR|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: reopening: %w", f.Name(), err)
-	}
-	_ = f.Close()
-	if err := syscall.Flock(int(nf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		nf.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errLockTaken
-		}
-		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
-	}
-	if err := writeHolder(nf, holderText(pipelineName, why)); err != nil {
-		nf.Close()
-		return nil, fmt.Errorf("writing lock holder to %s: %w", f.Name(), err)
-	}
-	return nf, nil
+// witnessHolderText is what a run's witness writes into the run's lock.
+func witnessHolderText(pipelineName string, run int) string {
+	return holderText(pipelineName, fmt.Sprintf("%s%d, recording the removals it left unanswered", witnessTag, run))
 }
 
 // checkLockFile refuses a lock path that is not a regular file and, with
@@ -141,7 +122,12 @@ func checkLockFile(f *os.File, path string, trust safefile.Trust) error {
 	case st.Uid != 0:
 		return fmt.Errorf("lock %s is owned by uid %d, not root: refused (a user who can create it can hold it and stop every run; remove it)", path, st.Uid)
 	case fi.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("lock %s has mode %04o: refused (others could write it; remove it, ds01-pipe creates it 0644)", path, fi.Mode().Perm())
+		return fmt.Errorf("lock %s has mode %04o: refused (others could write it; remove it, ds01-pipe creates it 0600)", path, fi.Mode().Perm())
+	case fi.Mode().Perm()&0o044 != 0:
+		// One of an earlier version (0644): closed to others from now on.
+		if err := f.Chmod(0o600); err != nil {
+			return fmt.Errorf("lock %s: closing it to other users: %w", path, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,11 @@ func (e *LockedError) checkHolder() {
 				return // the text is the live holder's own
 			}
 		}
+		// A witness holds its run's lock through the run's own open
+		// file, which the kernel lists under the run's PID.
+		if run, ok := witnessRun(e.Holder); ok && slices.Contains(pids, run) && alive(named) {
+			return
+		}
 	}
 	switch {
 	case len(pids) == 0:
@@ -47,7 +53,53 @@ func (e *LockedError) checkHolder() {
 		e.Holder = "a process in another PID namespace"
 	default:
 		e.Holder = fmt.Sprintf("pid %d%s, which did not write its name into the lock file", pids[0], command(pids[0]))
+		if uid, ok := processUID(pids[0]); ok && uid != 0 {
+			// An earlier version made the lock readable to all, and a
+			// user's flock holds it: only a new file ends that.
+			e.Holder += fmt.Sprintf(", a process of uid %d, not a ds01-pipe run: remove %s (a new lock file is made, closed to users)", uid, e.Path)
+		}
 	}
+}
+
+// witnessRun reads the run PID of a witness's holder text.
+func witnessRun(text string) (int, bool) {
+	_, rest, ok := strings.Cut(text, witnessTag)
+	if !ok {
+		return 0, false
+	}
+	num, _, _ := strings.Cut(rest, ",")
+	pid, err := strconv.Atoi(num)
+	return pid, err == nil
+}
+
+// alive reports whether a process with the PID exists (and is no zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// processUID is the real user ID of a process, from /proc/<pid>/status.
+func processUID(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return 0, false
+			}
+			uid, err := strconv.Atoi(f[0])
+			return uid, err == nil
+		}
+	}
+	return 0, false
 }
 
 // holderPID reads the PID of a holder text ("pid N, started ...").

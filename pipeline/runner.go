@@ -137,8 +137,10 @@ func run(ctx context.Context, env *Env, stages []StageInstance, hooks []Hook, re
 		for _, h := range hooks {
 			h.Before(senv, st, res.Batch)
 		}
-		stageCtx, cancel := stageContext(ctx, st, runErr != nil)
+		// Timed from before its deadline is set: a stage cut by its own
+		// timeout then shows at least that long (timedOutStage names it).
 		start := time.Now()
+		stageCtx, cancel := stageContext(ctx, st, runErr != nil)
 		err := st.Stage.Process(stageCtx, senv, res.Batch)
 		if err == nil && st.Contract.writes(FieldFacts) {
 			err = applyExemptions(stageCtx, env, res.Batch, stages[i+1:])

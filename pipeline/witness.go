@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
+	"github.com/ds01/ds01-pipe/internal/lines"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 )
 
@@ -32,11 +33,17 @@ import (
 // from the engine what became of the requests still open and records them
 // in the run's own events file.
 //
+// The run also ends in order with requests unanswered (SIGTERM from
+// systemd, the run's deadline, an engine that stalls past the call
+// timeout): it then leaves without the end line, and the witness settles
+// them the same way.
+//
 // The witness inherits the run's files rather than opening paths again:
-// fd 3 is the events file, fd 4 the pipeline's lock (held for the dead
-// run until the witness is done, so that the next run cannot record the
-// same removal twice), fd 5 on the stage's own files. Its standard input
-// is the pipe.
+// fd 3 is the events file, fd 4 the pipeline's lock, fd 5 on the stage's
+// own files. Its standard input is the pipe. The lock is the run's own
+// open file, so it stays held, without a gap, until the witness is done:
+// no other run (nor a user's flock, see lock) can take it in between and
+// record the same removal again.
 
 // WitnessCommand is the hidden command of the ds01-pipe binary that runs a
 // witness: "ds01-pipe witness KIND [flags]".
@@ -67,8 +74,15 @@ const (
 const WitnessGrace = 30 * time.Second
 
 // witnessEndWait bounds how long a run waits for its witness to exit once
-// told the run ended.
-const witnessEndWait = 5 * time.Second
+// told the run ended; witnessWriteWait bounds one line to the witness (a
+// witness that stopped reading must not stop the run).
+const (
+	witnessEndWait   = 5 * time.Second
+	witnessWriteWait = 5 * time.Second
+)
+
+// maxWitnessLine bounds a line from the run; a longer one is skipped.
+const maxWitnessLine = 1 << 20
 
 // Witness is the run's side of a witness process. A nil *Witness does
 // nothing: a run without one records only what it sees answered.
@@ -88,6 +102,12 @@ type Witness struct {
 func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
 	if len(e.witnessArgv) == 0 || e.Events == nil || e.Events.file() == nil {
 		return nil, nil
+	}
+	// Only the files below reach the witness: a descriptor this process
+	// inherited (from a shell, cron, a flock wrapper) would otherwise be
+	// held open by the witness long after the run.
+	if err := closeOnExec(); err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -109,7 +129,10 @@ func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
 	}
 	extra = append(extra, files...)
 
-	cmd := exec.Command(e.witnessArgv[0], args...)
+	// The running program's own file, not its path: after an upgrade
+	// during the run, the path names another version (or nothing).
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Args[0] = e.witnessArgv[0] // what ps shows
 	cmd.Stdin = r
 	cmd.Stderr = os.Stderr // the run's journal
 	cmd.ExtraFiles = extra
@@ -124,35 +147,40 @@ func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
 }
 
 // Send tells the witness one line (without a newline; never empty). A
-// witness that is gone is warned about once; the run goes on.
+// witness that is gone, or that does not take the line in time, is warned
+// about once and killed; the run goes on.
 func (w *Witness) Send(line []byte) {
 	if w == nil || len(line) == 0 {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.write(append(line, '\n'))
+}
+
+// write writes b to the pipe within witnessWriteWait. Callers hold w.mu.
+func (w *Witness) write(b []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.pipe.Write(append(line, '\n')); err != nil {
+	_ = w.pipe.SetWriteDeadline(time.Now().Add(witnessWriteWait))
+	if _, err := w.pipe.Write(b); err != nil {
 		w.err = err
+		_ = w.cmd.Process.Kill()
 		if w.log != nil {
 			w.log.WithError(err).Warn("the witness of this run's removals is gone: a removal the engine carries out after this run dies is recorded only by the next run")
 		}
 	}
 }
 
-// End tells the witness the run knows the answer to everything it sent
-// (or has left the rest to the next run) and waits, briefly, for it to
-// exit.
+// End tells the witness the run knows the answer to everything it sent,
+// and waits, briefly, for it to exit.
 func (w *Witness) End() {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
-	if w.err == nil {
-		_, w.err = w.pipe.Write([]byte{'\n'}) // the empty line: ended in order
-	}
+	w.write([]byte{'\n'}) // the empty line: ended in order
 	w.pipe.Close()
 	w.mu.Unlock()
 
@@ -169,19 +197,36 @@ func (w *Witness) End() {
 	}
 }
 
-// ReadRun reads what a run sends its witness, handing each line to fn. It
-// returns ended true when the run said it ended in order, false when the
-// pipe ended without that: the run died.
-func ReadRun(r io.Reader, fn func(line []byte)) (ended bool, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if len(sc.Bytes()) == 0 {
-			return true, nil
-		}
-		fn(sc.Bytes())
+// Leave ends the run's side without the end line: the witness settles
+// what the run sent and never learnt the answer to, after the run has
+// gone. It is not waited for; whoever outlives it reaps it.
+func (w *Witness) Leave() {
+	if w == nil {
+		return
 	}
-	return false, sc.Err()
+	w.mu.Lock()
+	w.pipe.Close()
+	w.mu.Unlock()
+	if w.log != nil {
+		w.log.WithField("witness_pid", w.cmd.Process.Pid).Info("removals left unanswered; this run's witness records those the engine carries out")
+	}
+	go func() { _ = w.cmd.Wait() }()
+}
+
+// ReadRun reads what a run sends its witness, handing each line to fn; a
+// line over 1 MiB is skipped. It returns ended true when the run said it
+// ended in order, false when the pipe ended without that: the run died,
+// or left requests unanswered.
+func ReadRun(r io.Reader, fn func(line []byte)) (ended bool, err error) {
+	_, err = lines.Each(r, maxWitnessLine, func(line []byte) bool {
+		if len(line) == 0 {
+			ended = true
+			return false
+		}
+		fn(line)
+		return true
+	})
+	return ended, err
 }
 
 // WitnessEnv is what a witness body gets: the dead run's events file and
@@ -204,26 +249,18 @@ type WitnessEnv struct {
 // Source is the events.jsonl source of the run's events.
 func (w *WitnessEnv) Source() string { return "ds01-pipe/" + w.Pipeline }
 
-// TakeOverLock makes the dead run's lock the witness's own, so that the
-// lock names the live holder while the witness works (see takeOverLock).
-// It fails with an error wrapping ErrLockTaken when another run holds the
-// lock already: that run then settles what the dead one left. A run
-// without a lock has nothing to take over.
-func (w *WitnessEnv) TakeOverLock() error {
+// ClaimLock writes the witness into the run's lock file, which it keeps
+// held (the run's own open file): the message of a run locked out then
+// names the live holder (checkHolder). A run without a lock has none.
+func (w *WitnessEnv) ClaimLock() error {
 	if w.lock == nil {
 		return nil
 	}
-	nf, err := takeOverLock(w.lock, w.Pipeline, fmt.Sprintf("recording the removals of run pid %d, which ended before their answers", w.Parent))
-	w.lock = nf
-	if errors.Is(err, errLockTaken) {
-		return ErrLockTaken
+	if err := writeHolder(w.lock, witnessHolderText(w.Pipeline, w.Parent)); err != nil {
+		return fmt.Errorf("writing lock holder to %s: %w", w.lock.Name(), err)
 	}
-	return err
+	return nil
 }
-
-// ErrLockTaken says another run took the lock of the run a witness
-// watched.
-var ErrLockTaken = errLockTaken
 
 // Engine connects to the engine the run used (DOCKER_HOST, as the run),
 // negotiating the API version; it fails when the engine does not answer
@@ -343,4 +380,24 @@ func inherited(fd int, name string) (*os.File, error) {
 		return nil, fmt.Errorf("witness: %s (fd %d) is not a regular file", name, fd)
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// closeOnExec marks every descriptor from 3 on close-on-exec, so that a
+// started process gets only what is passed to it explicitly.
+func closeOnExec() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < 3 {
+			continue
+		}
+		// The descriptor of the listing itself is closed by now: EBADF.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && !errors.Is(err, unix.EBADF) {
+			return fmt.Errorf("marking fd %d close-on-exec: %w", fd, err)
+		}
+	}
+	return nil
 }

@@ -33,13 +33,11 @@ func TestReadRunEndedOrDied(t *testing.T) {
 	}
 }
 
-// TestTakeOverLock: a witness makes the lock of its dead run its own, so
-// that the kernel, and so the message of a run locked out, names the
-// witness; when another run took the lock first, the witness leaves it to
-// that run.
-func TestTakeOverLock(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "p.lock")
+// TestClaimLock: a witness keeps its run's lock held through the run's own
+// open file, with no gap after the run is gone, and writes itself into
+// it; a locked-out run's message then names the witness.
+func TestClaimLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.lock")
 	held, err := lock(path, "p", safefile.Trust{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,37 +49,54 @@ func TestTakeOverLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	held.Close()
-	mine, err := takeOverLock(inherited, "p", "recording the removals of run pid 1")
-	if err != nil {
+	w := &WitnessEnv{Pipeline: "p", Parent: 4242, lock: inherited}
+	defer inherited.Close()
+	if err := w.ClaimLock(); err != nil {
 		t.Fatal(err)
 	}
-	defer mine.Close()
 	_, err = lock(path, "p", safefile.Trust{})
 	var locked *LockedError
 	if !errors.As(err, &locked) {
-		t.Fatalf("a run after the takeover: %v, want the lock held", err)
+		t.Fatalf("a run after the run died: %v, want the lock held by the witness", err)
 	}
 	locked.checkHolder()
-	if pid, ok := holderPID(locked.Holder); !ok || pid != os.Getpid() || !strings.Contains(locked.Holder, "recording the removals") {
-		t.Errorf("holder %q, want this process, recording", locked.Holder)
+	if pid, ok := holderPID(locked.Holder); !ok || pid != os.Getpid() || !strings.Contains(locked.Holder, "witness of run pid 4242") {
+		t.Errorf("holder %q, want this process, witness of run 4242", locked.Holder)
 	}
-	mine.Close()
+	if run, ok := witnessRun(locked.Holder); !ok || run != 4242 {
+		t.Errorf("witnessRun(%q) = %d, %v", locked.Holder, run, ok)
+	}
+}
 
-	// Another run took the lock between the death and the takeover.
-	stale, err := os.Open(path)
+// TestLockClosedToUsers: flock needs only a read descriptor, so the lock
+// file is created 0600 and one an earlier version left 0644 is closed.
+func TestLockClosedToUsers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.lock")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := lock(path, "p", safefile.Trust{Enforce: os.Geteuid() == 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := lock(path, "p", safefile.Trust{})
+	defer f.Close()
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
-	if got, err := takeOverLock(stale, "p", "recording"); !errors.Is(err, errLockTaken) {
-		if got != nil {
-			got.Close()
-		}
-		t.Errorf("takeover of a lock another run holds: %v, want errLockTaken", err)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("lock mode %v, want 0600", st.Mode().Perm())
+	}
+	fresh := filepath.Join(t.TempDir(), "q.lock")
+	g, err := lock(fresh, "q", safefile.Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if st, err := os.Stat(fresh); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("new lock mode %v, want 0600", st.Mode().Perm())
 	}
 }
 

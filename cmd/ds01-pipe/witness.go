@@ -24,7 +24,10 @@ func newWitnessCmd(io IOStreams, g *globalOptions) *cobra.Command {
 			// there must not stop the recording of what it did, nor may
 			// a terminal with tostop set stop the witness (its own
 			// process group is in the background) when it writes a line.
-			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTTOU, syscall.SIGTTIN)
+			// Nor may a reader of the run's stderr that went away (a
+			// pipe to logger or tee) kill it with SIGPIPE: its lines
+			// are lost then, not its records.
+			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTTOU, syscall.SIGTTIN, syscall.SIGPIPE)
 			log, err := g.logger(io)
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,14 +91,23 @@ func witnessesOf(t *testing.T, parent int) []int {
 	return pids
 }
 
-// A run killed (SIGKILL) while the engine stalls on its removal requests:
-// the engine carries them out after the run is dead. The run's witness
-// records each of them in the run's events file, once; nothing else gets
-// a line; and the next run neither records them again nor misses the
-// rest. The engine's stall is faultproxy's: requests wait, as in a
-// stopped daemon's socket, and are carried out when it resumes, the
-// client gone or not.
+// A run that ends while the engine stalls on its removal requests leaves
+// them to be carried out after it: killed (SIGKILL, the OOM killer), or
+// stopped in order (SIGTERM: systemctl stop, the unit's start timeout)
+// with the answers still missing. The run's witness records each of them
+// in the run's events file, once; nothing else gets a line; it holds the
+// run's lock meanwhile, and a run locked out names it; and the next run
+// neither records them again nor misses the rest. The engine's stall is
+// faultproxy's: requests wait, as in a stopped daemon's socket, and are
+// carried out when it resumes, the client gone or not.
 func TestWitnessRecordsRemovalsOfAKilledRun(t *testing.T) {
+	bin := opsBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { witnessRun(t, bin, sig) })
+	}
+}
+
+func witnessRun(t *testing.T, bin string, sig syscall.Signal) {
 	eng := dockertest.New(t)
 	proxy := faultproxy.Start(t, eng.Host())
 	byName := map[string]dockertest.Container{}
@@ -115,7 +125,7 @@ func TestWitnessRecordsRemovalsOfAKilledRun(t *testing.T) {
 	// Two removals answered, then the engine stalls: the three workers'
 	// next requests wait in it.
 	proxy.SetAfter(faultproxy.Remove, faultproxy.Stall, 2)
-	run := exec.Command(opsBinary(t), args...)
+	run := exec.Command(bin, args...)
 	run.Env = append(os.Environ(), "DOCKER_HOST="+proxy.Host(), "DS01_PIPE_NVML_SIM=")
 	// A file, not a pipe: the witness inherits the run's stderr, and
 	// Wait would wait for a pipe's last writer, the witness, which waits
@@ -136,13 +146,22 @@ func TestWitnessRecordsRemovalsOfAKilledRun(t *testing.T) {
 	if len(witnesses) != 1 {
 		t.Fatalf("the run has %d witnesses (%v), want 1", len(witnesses), witnesses)
 	}
-	if err := run.Process.Kill(); err != nil {
+	if err := run.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	_ = run.Wait()
 
+	// The witness holds the run's lock, and says so.
+	t.Setenv("DOCKER_HOST", proxy.Host())
+	t.Setenv("DS01_PIPE_NVML_SIM", "")
+	code, _, errOut := cli(t, args...)
+	if code != ExitLocked || !strings.Contains(errOut, fmt.Sprintf("pid %d,", witnesses[0])) ||
+		!strings.Contains(errOut, fmt.Sprintf("witness of run pid %d", run.Process.Pid)) {
+		t.Errorf("a run while the witness works: exit %d, want 3 naming the witness %d of run %d:\n%s", code, witnesses[0], run.Process.Pid, errOut)
+	}
+
 	proxy.Set(faultproxy.Remove, faultproxy.Pass)
-	proxy.Resume() // the engine runs again: the dead run's requests are carried out
+	proxy.Resume() // the engine runs again: the requests left are carried out
 	for len(witnessesOf(t, run.Process.Pid)) > 0 {
 		select {
 		case <-ctx.Done():
@@ -157,7 +176,7 @@ func TestWitnessRecordsRemovalsOfAKilledRun(t *testing.T) {
 		}
 	}
 	if gone != 5 {
-		t.Errorf("%d containers removed, want 5 (2 answered, 3 carried out after the run died)", gone)
+		t.Errorf("%d containers removed, want 5 (2 answered, 3 carried out after the run)", gone)
 	}
 	if names := checkEventsOnlyForGone(t, eng, eventsFile, byName); len(names) != gone {
 		t.Errorf("%d container.remove lines for %d removals: %q\nstderr:\n%s", len(names), gone, names, stderr.String())
@@ -168,8 +187,6 @@ func TestWitnessRecordsRemovalsOfAKilledRun(t *testing.T) {
 
 	// The next run removes the rest and records each removal once: the
 	// journal knows the witness recorded the others.
-	t.Setenv("DOCKER_HOST", proxy.Host())
-	t.Setenv("DS01_PIPE_NVML_SIM", "")
 	if code, _, errOut := cli(t, args...); code != ExitOK {
 		t.Fatalf("next run: exit %d\n%s", code, errOut)
 	}

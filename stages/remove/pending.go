@@ -16,6 +16,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/ds01/ds01-pipe/internal/lines"
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 )
@@ -35,8 +36,16 @@ import (
 const PendingSuffix = ".ds01-pipe-pending"
 
 // maxPendingBytes bounds what is read of the journal: a few lines per
-// removal of one run.
-const maxPendingBytes = 16 << 20
+// removal of one run. maxPendingLine bounds one line (a longer one is
+// skipped) and maxDetailBytes one detail value in it: a container's name
+// is its owner's choice, and the engine takes names of a megabyte. The
+// container.remove line of such a name is cut by the events encoder
+// anyway (docs/events.md).
+const (
+	maxPendingBytes = 16 << 20
+	maxPendingLine  = 1 << 20
+	maxDetailBytes  = 8 << 10
+)
 
 // pendingEntry is one line of the journal.
 type pendingEntry struct {
@@ -58,9 +67,10 @@ const (
 // run's witness (witness.go); safe for concurrent use. A nil journal does
 // nothing: runs without the engine's events file keep none.
 type pendingJournal struct {
-	mu  sync.Mutex
-	f   *os.File // nil when the file could not be opened
-	wit *pipeline.Witness
+	mu   sync.Mutex
+	f    *os.File // nil when the file could not be opened
+	wit  *pipeline.Witness
+	open map[string]bool // asked, not settled
 }
 
 // pendingPath is the journal of the run's events file, or "".
@@ -118,6 +128,15 @@ func (j *pendingJournal) append(e pendingEntry) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	switch e.Op {
+	case opAsked:
+		if j.open == nil {
+			j.open = map[string]bool{}
+		}
+		j.open[e.ID] = true
+	case opSettled:
+		delete(j.open, e.ID)
+	}
 	if j.f != nil {
 		_, _ = j.f.Write(append(line, '\n')) // best effort, see openPending
 	}
@@ -128,7 +147,11 @@ func (j *pendingJournal) append(e pendingEntry) {
 func (j *pendingJournal) asked(id string, ev events.Event) {
 	e := pendingEntry{Op: opAsked, ID: id, At: ev.Time, User: ev.User, Source: ev.Source}
 	for _, f := range ev.Details {
-		e.Details = append(e.Details, [2]string{f.Key, fmt.Sprint(f.Value)})
+		v := fmt.Sprint(f.Value)
+		if len(v) > maxDetailBytes {
+			v = v[:maxDetailBytes]
+		}
+		e.Details = append(e.Details, [2]string{f.Key, v})
 	}
 	j.append(e)
 }
@@ -136,16 +159,28 @@ func (j *pendingJournal) asked(id string, ev events.Event) {
 // settled notes that the run knows what became of the removal.
 func (j *pendingJournal) settled(id string) { j.append(pendingEntry{Op: opSettled, ID: id}) }
 
-// close ends the journal: the witness is told the run ended in order, and
-// exits.
-func (j *pendingJournal) close() {
+// close ends the journal. With every removal's fate known, the witness is
+// told the run ended in order, and exits. With some unanswered, the run
+// leaves them to its witness, which records those the engine carries out
+// after the run; it appends to the journal meanwhile, so the file is not
+// compacted (replaced) under it. It reports whether the journal file may
+// be compacted.
+func (j *pendingJournal) close() (compact bool) {
 	if j == nil {
-		return
+		return false
 	}
-	j.wit.End()
+	j.mu.Lock()
+	open := len(j.open)
+	j.mu.Unlock()
+	if open > 0 && j.wit != nil {
+		j.wit.Leave()
+	} else {
+		j.wit.End()
+	}
 	if j.f != nil {
 		_ = j.f.Close()
 	}
+	return j.f != nil && (open == 0 || j.wit == nil)
 }
 
 // removed is the container.remove event of an entry whose container the
@@ -217,12 +252,10 @@ func readPending(path string) ([]pendingEntry, error) {
 	}
 	var asked []pendingEntry
 	settled := map[string]bool{}
-	sc := bufio.NewScanner(io.LimitReader(f, maxPendingBytes))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
+	_, err = lines.Each(io.LimitReader(f, maxPendingBytes), maxPendingLine, func(line []byte) bool {
 		var e pendingEntry
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.ID == "" {
-			continue // a line cut by a crash
+		if json.Unmarshal(line, &e) != nil || e.ID == "" {
+			return true // a line cut by a crash
 		}
 		switch e.Op {
 		case opAsked:
@@ -231,8 +264,9 @@ func readPending(path string) ([]pendingEntry, error) {
 		case opSettled:
 			settled[e.ID] = true
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return true
+	})
+	if err != nil {
 		return nil, err
 	}
 	var open []pendingEntry

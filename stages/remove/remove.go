@@ -131,8 +131,7 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 		journal = openPending(env)
 	}
 	defer func() {
-		journal.close()
-		if journal != nil && journal.f != nil {
+		if journal.close() {
 			compactPending(env)
 		}
 	}()
@@ -261,7 +260,9 @@ const (
 // changed meanwhile is left alone; one that is still there, unchanged,
 // look after look, was not removed (the next run tries again). When the
 // engine never answers, the removal failed with its fate unknown, and says
-// so. The removal is never sent twice: one request, one truth.
+// so. The removal is never sent twice: one request, one truth. It reports
+// whether the fate is known for good: a container removed or changed; not
+// one still there, which the unanswered request may yet remove.
 func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Record, removeErr error) (pipeline.Outcome, bool) {
 	sctx, cancel := settleContext(ctx, env)
 	defer cancel()
@@ -285,7 +286,11 @@ func (r *Remove) settle(ctx context.Context, env *pipeline.Env, rec *pipeline.Re
 				return pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}, true
 			}
 			if looks++; looks == settleLooks {
-				return failed("remove", fmt.Errorf("%w; the container is still there", removeErr)), true
+				// Failed for this run; but a request that got no answer
+				// may still wait in the engine and be carried out later,
+				// so its journal entry stays open for the witness and the
+				// next run.
+				return failed("remove", fmt.Errorf("%w; the container is still there", removeErr)), false
 			}
 		}
 		if sctx.Err() != nil {

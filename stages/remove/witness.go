@@ -3,7 +3,6 @@ package remove
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"time"
 
@@ -29,10 +28,12 @@ const (
 // witness is the remove stage's witness body (pipeline.StartWitness): it
 // learns from the run each removal asked for (the journal's "asked" line)
 // and each whose fate the run learnt ("settled"). When the run ended in
-// order there is nothing to do: it recorded what it saw and left the rest
-// in the journal. When the run died, every removal still open is looked
-// up until the engine has carried it out (404: the container.remove line
-// is written then, and the journal entry settled) or the window closes.
+// order with every answer known, there is nothing to do. When it died, or
+// ended with requests unanswered, every removal still open is looked up
+// until the engine has carried it out (404: the container.remove line is
+// written then, and the journal entry settled) or the window closes. The
+// run's lock stays held meanwhile (the witness has the run's own open
+// file), so no other run records the same removal.
 func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
 	open := map[string]pendingEntry{}
 	var order []string
@@ -67,13 +68,8 @@ func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
 		return nil
 	}
 	log := w.Log.WithField("removals", len(pending))
-	switch err := w.TakeOverLock(); {
-	case errors.Is(err, pipeline.ErrLockTaken):
-		// That run checks the journal before it removes anything.
-		log.Info("the run ended before the engine answered its removals; a newer run holds the lock and records them")
-		return nil
-	case err != nil:
-		log.WithError(err).Warn("the dead run's lock not taken over; recording its removals anyway")
+	if err := w.ClaimLock(); err != nil {
+		log.WithError(err).Warn("the run's lock names the run, not its witness")
 	}
 	log.Warn("the run ended before the engine answered these removals; recording the ones the engine carries out")
 

@@ -141,3 +141,108 @@ func TestWitnessOfARunThatEndedDoesNothing(t *testing.T) {
 		t.Errorf("the witness of a run that ended wrote %q", got)
 	}
 }
+
+// overlongEntry is a journal line longer than the readers' 1 MiB bound:
+// what a container whose name its owner made a megabyte long would give
+// (the engine accepts such names) without the cap on detail values.
+func overlongEntry(t *testing.T) []byte {
+	t.Helper()
+	line, err := json.Marshal(askedEntry("0123456789ab", "x"+strings.Repeat("a", 1<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return line
+}
+
+// One over-long line from the run is skipped: the run is not taken for
+// dead, and its end line still counts.
+func TestWitnessOverlongLineIsNotADeath(t *testing.T) {
+	eng := dockertest.New(t)
+	gone := eng.Create(t, dockertest.Spec{Name: "gone"})
+	if _, err := eng.Client().ContainerRemove(context.Background(), gone.ID, client.ContainerRemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, eventsFile, _ := witnessEnv(t, eng)
+	var b strings.Builder
+	a, _ := json.Marshal(askedEntry(gone.ID, gone.Name))
+	b.Write(append(a, '\n'))
+	b.Write(append(overlongEntry(t), '\n'))
+	s, _ := json.Marshal(pendingEntry{Op: opSettled, ID: gone.ID})
+	b.Write(append(s, '\n'))
+	b.WriteString("\n") // ended in order
+	if err := witness(context.Background(), w, strings.NewReader(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	if got := removeLines(t, eventsFile); len(got) != 0 {
+		t.Errorf("the witness of a run that ended in order wrote %q", got)
+	}
+}
+
+// One over-long line does not make the journal unreadable, and the run
+// never writes one: a detail value is capped.
+func TestJournalOverlongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl"+PendingSuffix)
+	var b []byte
+	for _, line := range [][]byte{mustJSON(t, askedEntry("aaaa", "a")), overlongEntry(t), mustJSON(t, askedEntry("cccc", "c"))} {
+		b = append(b, append(line, '\n')...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open, err := readPending(path)
+	if err != nil {
+		t.Fatalf("a journal with one over-long line: %v", err)
+	}
+	if len(open) != 2 || open[0].ID != "aaaa" || open[1].ID != "cccc" {
+		t.Errorf("open entries %+v, want aaaa and cccc", open)
+	}
+
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "j"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &pendingJournal{f: f}
+	j.asked("bbbb", events.Event{Type: events.ContainerRemove, Details: []events.Field{events.F(detailContainer, strings.Repeat("n", 2<<20))}})
+	j.close()
+	written, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) > maxPendingLine {
+		t.Errorf("the journal line of a 2 MiB name is %d bytes, over the readers' bound", len(written))
+	}
+}
+
+// A run that ends with removals unanswered leaves them to its witness and
+// does not compact the journal its witness still appends to; with every
+// answer known, or without a witness, it compacts.
+func TestJournalCloseLeavesOpenEntriesToTheWitness(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *os.File {
+		f, err := os.CreateTemp(dir, "j")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	j := &pendingJournal{f: open()}
+	j.asked("a", events.Event{})
+	if !j.close() {
+		t.Error("no witness: the journal is compacted")
+	}
+	j = &pendingJournal{f: open()}
+	j.asked("a", events.Event{})
+	j.settled("a")
+	if !j.close() {
+		t.Error("every answer known: the journal is compacted")
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
