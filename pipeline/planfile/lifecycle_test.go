@@ -14,23 +14,24 @@ import (
 func TestGateStops(t *testing.T) {
 	idle := container("idle", "idle", pipeline.StateRunning, nil)
 	restarted := container("restarted", "restarted", pipeline.StateRunning, nil)
+	paused := container("paused", "paused", pipeline.StatePaused, nil) // judged like a running one
 	stop := func(c pipeline.Container) *pipeline.Record {
 		return &pipeline.Record{Container: c, Verdict: pipeline.Verdict{Action: pipeline.ActionStop, Reason: pipeline.ReasonIdleTimeout}}
 	}
 	env := &pipeline.Env{Pipeline: "lifecycle", Mode: pipeline.ModePlan, Now: t0, Host: "h"}
-	plan, err := New(env, &pipeline.Batch{Records: []*pipeline.Record{stop(idle), stop(restarted)}}, Source{File: "l.hcl", Text: []byte("pipeline")}, t0)
+	plan, err := New(env, &pipeline.Batch{Records: []*pipeline.Record{stop(idle), stop(restarted), stop(paused)}}, Source{File: "l.hcl", Text: []byte("pipeline")}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.Containers) != 2 || plan.Containers[0].Verdict != "stop" {
-		t.Fatalf("plan lists %+v, want both stops", plan.Containers)
+	if len(plan.Containers) != 3 || plan.Containers[0].Verdict != "stop" || plan.Containers[2].ID != "paused" {
+		t.Fatalf("plan lists %+v, want the three stops", plan.Containers)
 	}
 
 	restartedNow := restarted
 	restartedNow.StartedAt = t0
 	extra := container("extra", "extra", pipeline.StateRunning, nil)
 	discover := func(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error {
-		b.Records = []*pipeline.Record{{Container: idle}, {Container: restartedNow}, {Container: extra}}
+		b.Records = []*pipeline.Record{{Container: idle}, {Container: restartedNow}, {Container: extra}, {Container: paused}}
 		return nil
 	}
 	decide := func(_ context.Context, _ *pipeline.Env, b *pipeline.Batch) error {
@@ -52,6 +53,9 @@ func TestGateStops(t *testing.T) {
 	}
 	if got["idle"].Action != pipeline.ActionStop {
 		t.Errorf("planned stop: %+v", got["idle"])
+	}
+	if got["paused"].Action != pipeline.ActionStop {
+		t.Errorf("planned stop of a paused container: %+v", got["paused"])
 	}
 	if v := got["restarted"]; v.Action != pipeline.ActionSkip || v.Reason != ReasonChangedSincePlan {
 		t.Errorf("restarted since the plan: %+v", v)
