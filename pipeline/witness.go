@@ -98,9 +98,11 @@ type Witness struct {
 // StartWitness starts the witness of stage kind kind, handing it files
 // (fd 5 on) besides the run's events file and lock. It returns nil and
 // no error when the run has no witness program (library use, tests of a
-// stage) or no events file to record in.
+// stage), no events file to record in, or no lock: without the lock
+// another run may remove the same containers meanwhile, and a container
+// gone would not say whose removal it was.
 func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
-	if len(e.witnessArgv) == 0 || e.Events == nil || e.Events.file() == nil {
+	if len(e.witnessArgv) == 0 || e.Events == nil || e.Events.file() == nil || e.lock == nil {
 		return nil, nil
 	}
 	// Only the files below reach the witness: a descriptor this process
@@ -122,12 +124,8 @@ func (e *Env) StartWitness(kind string, files ...*os.File) (*Witness, error) {
 		"--"+WitnessFlagParent+"="+strconv.Itoa(os.Getpid()),
 		"--"+WitnessFlagEvents+"="+e.Events.Path(),
 		"--"+WitnessFlagFiles+"="+strconv.Itoa(len(files)))
-	extra := []*os.File{e.Events.file(), nil}
-	if e.lock != nil {
-		args = append(args, "--"+WitnessFlagLock+"="+e.lock.Name())
-		extra[1] = e.lock
-	}
-	extra = append(extra, files...)
+	args = append(args, "--"+WitnessFlagLock+"="+e.lock.Name())
+	extra := append([]*os.File{e.Events.file(), e.lock}, files...)
 
 	// The running program's own file, not its path: after an upgrade
 	// during the run, the path names another version (or nothing).

@@ -309,6 +309,11 @@ func TestFaultsDockerAPI(t *testing.T) {
 
 			code, out, errOut := faultRun(t, file, scope.Prefix(), events)
 			t.Logf("%s: exit %d (%s)", name, code, c.why)
+			// No lock_file: no witness, which could not tell the next
+			// run's removals from its own run's (pipeline.StartWitness).
+			if w := witnessesOf(t, os.Getpid()); len(w) != 0 {
+				t.Errorf("a run without a lock left a witness: %v", w)
+			}
 			if code != c.exit {
 				t.Errorf("exit %d, want %d (%s)\nstderr:\n%s", code, c.exit, c.why, errOut)
 			}
