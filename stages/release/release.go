@@ -95,7 +95,10 @@ func init() {
 			"container and reported unrecorded (gpu.unrecorded). With kill_orphans, orphans on the GPUs this run released " +
 			"are killed (SIGTERM, then SIGKILL) through a pidfd after re-checking /proc, by the engine once the removal " +
 			"that released them is confirmed. A process that cannot be explained is unaccounted: its GPU is never free " +
-			"or released. Without NVML it releases by Docker records alone and marks every GPU unchecked, never free.",
+			"or released. A GPU a live container outside the batch (another discover scope) claims stays in use: when a GPU " +
+			"would be released, the live containers are listed once and those outside the batch inspected; one that cannot " +
+			"be read leaves the GPU unchecked, never released. Without NVML it releases by Docker records alone and marks " +
+			"every GPU unchecked, never free.",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
 		Contract: pipeline.Contract{
@@ -161,8 +164,8 @@ func (s *Stage) Process(ctx context.Context, env *pipeline.Env, batch *pipeline.
 			return fmt.Errorf("GPU view required but unavailable: %s", reason)
 		}
 		log.Warnf("NVML cross-check not done: %s", reason)
-		s.recordsOnly(batch)
-		return nil
+		s.recordsOnly(ctx, env, batch, log)
+		return ctx.Err()
 	}
 
 	v := s.reconcile(ctx, env, batch, snap)
@@ -209,7 +212,7 @@ func removable(rec *pipeline.Record) bool {
 // unchecked (never free: nothing says the device is idle), and the GPUs of
 // containers about to be removed released on Docker's word alone, once
 // they are confirmed gone. Nothing is ever signalled without NVML.
-func (s *Stage) recordsOnly(batch *pipeline.Batch) {
+func (s *Stage) recordsOnly(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch, log logrus.FieldLogger) {
 	batch.GPUChecked = false
 	release := Mode(s.Mode) == ModeRelease
 	type state struct {
@@ -247,12 +250,39 @@ func (s *Stage) recordsOnly(batch *pipeline.Batch) {
 			}
 		}
 	}
+	// Live containers outside the batch (another discover scope) still
+	// hold what they claim; when one could not be read, nothing waits to
+	// be released.
+	want := map[string]bool{}
+	for key, r := range rows {
+		if len(r.waiting) > 0 && !r.holdings {
+			want[key] = true
+		}
+	}
+	unknown := ""
+	if len(want) > 0 {
+		o := outsideHolders(ctx, env, batch, batch.GPU, want, log)
+		for key := range want {
+			r := rows[key]
+			for _, c := range o.holders[key] {
+				r.holdings = true
+				r.report.ClaimedBy = appendOnce(r.report.ClaimedBy, c.ID)
+				log.WithField("container", c.Name).WithField("gpu_uuid", r.report.UUID).
+					Info("GPU stays in use: a live container outside this pipeline's scope claims it")
+			}
+		}
+		if o.unknown != "" {
+			unknown = o.unknown
+			log.WithField("detail", unknown).Warn("no GPU reported released: a live container outside this pipeline's scope may claim it")
+		}
+	}
+
 	plan := &pipeline.ReleasePlan{}
 	batch.GPUs = make([]pipeline.GPUReport, 0, len(rows))
 	for _, key := range slices.Sorted(maps.Keys(rows)) {
 		r := rows[key]
 		r.report.Status = pipeline.GPUUnchecked
-		if len(r.waiting) > 0 && !r.holdings {
+		if len(r.waiting) > 0 && !r.holdings && unknown == "" {
 			plan.Pending = append(plan.Pending, &pipeline.PendingGPU{UUID: r.report.UUID, Waiting: r.waiting})
 		}
 		batch.GPUs = append(batch.GPUs, r.report)

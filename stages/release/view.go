@@ -52,6 +52,18 @@ type row struct {
 	orphans     int
 	unaccounted int
 	pending     bool // released once its containers are confirmed gone
+	// holderUnknown says why a live container outside the batch could not
+	// be read ("" when none): it may claim this GPU, which is then never
+	// released.
+	holderUnknown string
+}
+
+// releasable reports whether the row would be released once its
+// containers are confirmed gone, by what the batch says: a container about
+// to be removed releases it, and nothing of any other claimant, process
+// or unexplained use remains.
+func (r *row) releasable() bool {
+	return r.released && !r.inUse && !r.unrecorded && r.unaccounted == 0
 }
 
 // proc is one compute process on a row.
@@ -371,16 +383,22 @@ func (s *Stage) reconcile(ctx context.Context, env *pipeline.Env, batch *pipelin
 		}
 	}
 
+	// Live containers outside the batch (another discover scope) still
+	// hold what they claim.
+	v.holdOutside(ctx, env, batch, snap)
+
 	for _, r := range v.rows {
 		// A GPU is released only when nothing of a live container and
 		// nothing unexplained remains on it; until its containers are
 		// confirmed gone (SettleReleases) they still hold it.
-		r.pending = r.released && !r.inUse && !r.unrecorded && r.unaccounted == 0
+		r.pending = r.releasable() && r.holderUnknown == ""
 		switch {
 		case r.orphans > 0:
 			r.report.Status = pipeline.GPUOrphaned
 		case r.unaccounted > 0:
 			r.report.Status = pipeline.GPUUnaccounted
+		case r.holderUnknown != "":
+			r.report.Status = pipeline.GPUUnchecked // a live container outside the batch may claim it
 		case !r.known:
 			r.report.Status = pipeline.GPUUnchecked // Docker's word only, as without NVML
 		case r.unrecorded:
@@ -394,6 +412,48 @@ func (s *Stage) reconcile(ctx context.Context, env *pipeline.Env, batch *pipelin
 		}
 	}
 	return v
+}
+
+// holdOutside keeps in use every row about to be released that a live
+// container outside the batch claims (see outsideHolders), naming it among
+// the claimants, and leaves unchecked, never released, each such row when
+// some live container's claims could not be read. Nothing is asked of the
+// engine when no row is about to be released.
+func (v *view) holdOutside(ctx context.Context, env *pipeline.Env, batch *pipeline.Batch, snap *nvml.Snapshot) {
+	want := map[string]bool{}
+	for _, r := range v.rows {
+		if r.releasable() {
+			want[strings.ToLower(r.report.UUID)] = true
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	o := outsideHolders(ctx, env, batch, snap, want, v.log)
+	var unknown []string
+	for _, r := range v.rows {
+		key := strings.ToLower(r.report.UUID)
+		if !want[key] {
+			continue
+		}
+		if hs := o.holders[key]; len(hs) > 0 {
+			r.inUse = true
+			for _, c := range hs {
+				r.report.ClaimedBy = appendOnce(r.report.ClaimedBy, c.ID)
+				v.log.WithField("container", c.Name).WithField("gpu_uuid", r.report.UUID).
+					Info("GPU stays in use: a live container outside this pipeline's scope claims it")
+			}
+			continue
+		}
+		if o.unknown != "" {
+			r.holderUnknown = o.unknown
+			unknown = append(unknown, r.report.UUID)
+		}
+	}
+	if len(unknown) > 0 {
+		v.log.WithField("gpu_uuid", strings.Join(unknown, ",")).WithField("detail", o.unknown).
+			Warn("GPU not reported released: a live container outside this pipeline's scope may claim it")
+	}
 }
 
 func (v *view) add(r *row, procs []nvml.Process) {
