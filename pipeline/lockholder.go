@@ -61,17 +61,6 @@ func (e *LockedError) checkHolder() {
 	}
 }
 
-// witnessRun reads the run PID of a witness's holder text.
-func witnessRun(text string) (int, bool) {
-	_, rest, ok := strings.Cut(text, witnessTag)
-	if !ok {
-		return 0, false
-	}
-	num, _, _ := strings.Cut(rest, ",")
-	pid, err := strconv.Atoi(num)
-	return pid, err == nil
-}
-
 // alive reports whether a process with the PID exists (and is no zombie).
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -108,7 +97,21 @@ func holderPID(text string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	num, _, _ := strings.Cut(rest, ",")
+	return leadingPID(rest)
+}
+
+// witnessRun reads the run PID of a witness's holder text.
+func witnessRun(text string) (int, bool) {
+	_, rest, ok := strings.Cut(text, witnessTag)
+	if !ok {
+		return 0, false
+	}
+	return leadingPID(rest)
+}
+
+// leadingPID reads the number that starts s, up to a comma.
+func leadingPID(s string) (int, bool) {
+	num, _, _ := strings.Cut(s, ",")
 	pid, err := strconv.Atoi(num)
 	return pid, err == nil
 }
