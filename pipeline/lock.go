@@ -112,10 +112,18 @@ func checkLockFile(f *os.File, path string, trust safefile.Trust) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("lock %s: %w", path, &safefile.NotRegularError{Path: path, Type: fi.Mode().Type()})
 	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) == os.Geteuid() && fi.Mode().Perm()&0o044 != 0 {
+		// One of an earlier version (0644): closed to others from now
+		// on, whatever the trust rule (a user's read descriptor is all a
+		// flock needs).
+		if err := f.Chmod(fi.Mode().Perm() &^ 0o044); err != nil && trust.Enforce {
+			return fmt.Errorf("lock %s: closing it to other users: %w", path, err)
+		}
+	}
 	if !trust.Enforce {
 		return nil
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
 	switch {
 	case !ok:
 		return fmt.Errorf("lock %s: cannot read its owner", path)
@@ -123,11 +131,6 @@ func checkLockFile(f *os.File, path string, trust safefile.Trust) error {
 		return fmt.Errorf("lock %s is owned by uid %d, not root: refused (a user who can create it can hold it and stop every run; remove it)", path, st.Uid)
 	case fi.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("lock %s has mode %04o: refused (others could write it; remove it, ds01-pipe creates it 0600)", path, fi.Mode().Perm())
-	case fi.Mode().Perm()&0o044 != 0:
-		// One of an earlier version (0644): closed to others from now on.
-		if err := f.Chmod(0o600); err != nil {
-			return fmt.Errorf("lock %s: closing it to other users: %w", path, err)
-		}
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package pipeline
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ds01/ds01-pipe/internal/safefile"
 )
@@ -75,7 +77,7 @@ func TestLockClosedToUsers(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := lock(path, "p", safefile.Trust{Enforce: os.Geteuid() == 0})
+	f, err := lock(path, "p", safefile.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,4 +108,61 @@ func dupFile(f *os.File) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// A lock an earlier version left readable, held by a user's flock: the
+// message says it is no ds01-pipe run, and how to recover.
+func TestLockHeldByAUserIsNamed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a process as another user")
+	}
+	flockTool, err := exec.LookPath("flock")
+	if err != nil {
+		t.Fatalf("flock(1) not found: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "lockuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "p.lock")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held := exec.Command(flockTool, "-x", path, "sleep", "60")
+	held.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := held.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = held.Process.Kill(); _ = held.Wait() })
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (an outside process: no clock to turn) until the kernel lists
+	// the user's lock.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		pids, err := flockHolders(procLocks, uint64(st.Dev), st.Ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flock(1) as uid 65534 never took the lock")
+		}
+	}
+	_, err = lock(path, "p", safefile.Trust{})
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		t.Fatalf("lock held by a user: %v, want LockedError", err)
+	}
+	locked.checkHolder()
+	if !strings.Contains(locked.Holder, "uid 65534, not a ds01-pipe run") || !strings.Contains(locked.Holder, "remove "+path) {
+		t.Errorf("holder %q does not name the user's process and the way out", locked.Holder)
+	}
 }
