@@ -95,10 +95,10 @@ func init() {
 			"container and reported unrecorded (gpu.unrecorded). With kill_orphans, orphans on the GPUs this run released " +
 			"are killed (SIGTERM, then SIGKILL) through a pidfd after re-checking /proc, by the engine once the removal " +
 			"that released them is confirmed. A process that cannot be explained is unaccounted: its GPU is never free " +
-			"or released. A GPU a live container outside the batch (another discover scope) claims stays in use: when a GPU " +
-			"would be released, the live containers are listed once and those outside the batch inspected; one that cannot " +
-			"be read leaves the GPU unchecked, never released. Without NVML it releases by Docker records alone and marks " +
-			"every GPU unchecked, never free.",
+			"or released. A GPU also claimed by a live container outside the batch (another discover scope) stays in use: " +
+			"when a GPU would be released, the live containers are listed once and those outside the batch inspected; one " +
+			"that cannot be read leaves the GPU unchecked, never released. Without NVML it releases by Docker records alone " +
+			"and marks every GPU unchecked, never free.",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
 		Contract: pipeline.Contract{
