@@ -93,13 +93,9 @@ func holderText(pipelineName, why string) string {
 	return fmt.Sprintf("pid %d, started %s, pipeline %s%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), pipelineName, why)
 }
 
-// witnessTag marks the holder text of a witness, which holds the lock of
-// the run it watches (the same open file): "witness of run pid N".
-const witnessTag = "witness of run pid "
-
 // witnessHolderText is what a run's witness writes into the run's lock.
 func witnessHolderText(pipelineName string, run int) string {
-	return holderText(pipelineName, fmt.Sprintf("%s%d, recording the removals it left unanswered", witnessTag, run))
+	return holderText(pipelineName, fmt.Sprintf("witness of run pid %d, recording the removals it left unanswered", run))
 }
 
 // checkLockFile refuses a lock path that is not a regular file and, with

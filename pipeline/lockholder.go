@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,11 +39,6 @@ func (e *LockedError) checkHolder() {
 				return // the text is the live holder's own
 			}
 		}
-		// A witness holds its run's lock through the run's own open
-		// file, which the kernel lists under the run's PID.
-		if run, ok := witnessRun(e.Holder); ok && slices.Contains(pids, run) && alive(named) {
-			return
-		}
 	}
 	switch {
 	case len(pids) == 0:
@@ -59,17 +53,6 @@ func (e *LockedError) checkHolder() {
 			e.Holder += fmt.Sprintf(", a process of uid %d, not a ds01-pipe run: remove %s (a new lock file is made, closed to users)", uid, e.Path)
 		}
 	}
-}
-
-// alive reports whether a process with the PID exists (and is no zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// "pid (comm) S ...": the state follows the last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 // processUID is the real user ID of a process, from /proc/<pid>/status.
@@ -97,21 +80,7 @@ func holderPID(text string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	return leadingPID(rest)
-}
-
-// witnessRun reads the run PID of a witness's holder text.
-func witnessRun(text string) (int, bool) {
-	_, rest, ok := strings.Cut(text, witnessTag)
-	if !ok {
-		return 0, false
-	}
-	return leadingPID(rest)
-}
-
-// leadingPID reads the number that starts s, up to a comma.
-func leadingPID(s string) (int, bool) {
-	num, _, _ := strings.Cut(s, ",")
+	num, _, _ := strings.Cut(rest, ",")
 	pid, err := strconv.Atoi(num)
 	return pid, err == nil
 }

@@ -247,12 +247,24 @@ type WitnessEnv struct {
 // Source is the events.jsonl source of the run's events.
 func (w *WitnessEnv) Source() string { return "ds01-pipe/" + w.Pipeline }
 
-// ClaimLock writes the witness into the run's lock file, which it keeps
-// held (the run's own open file): the message of a run locked out then
-// names the live holder (checkHolder). A run without a lock has none.
+// ClaimLock makes the run's lock, which the witness keeps held (the run's
+// own open file), the witness's in the kernel's eyes and in the lock file,
+// so that the message of a run locked out names the live holder
+// (checkHolder). The kernel lists a flock under the PID that took it, and
+// inside a PID namespace does not list one whose taker is gone at all; so
+// the witness takes it again through the same open file, shared and then
+// exclusive (a conversion, never a release). Nothing can slip in between:
+// ds01-pipe never takes the lock shared and the file is closed to users
+// (lock). A run without a lock has none.
 func (w *WitnessEnv) ClaimLock() error {
 	if w.lock == nil {
 		return nil
+	}
+	fd := int(w.lock.Fd())
+	for _, how := range []int{unix.LOCK_SH, unix.LOCK_EX} {
+		if err := unix.Flock(fd, how|unix.LOCK_NB); err != nil {
+			return fmt.Errorf("retaking lock %s: %w", w.lock.Name(), err)
+		}
 	}
 	if err := writeHolder(w.lock, witnessHolderText(w.Pipeline, w.Parent)); err != nil {
 		return fmt.Errorf("writing lock holder to %s: %w", w.lock.Name(), err)
