@@ -151,11 +151,26 @@ func witnessRun(t *testing.T, bin string, sig syscall.Signal) {
 	}
 	_ = run.Wait()
 
-	// The witness holds the run's lock, and says so.
+	// The witness holds the run's lock, and says so, once it has seen the
+	// run go (at once, but in its own time).
+	for {
+		b, err := os.ReadFile(lockFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(string(b), fmt.Sprintf("pid %d,", witnesses[0])) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the witness never wrote itself into the lock file: %q\nstderr:\n%s", b, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	t.Setenv("DOCKER_HOST", proxy.Host())
 	t.Setenv("DS01_PIPE_NVML_SIM", "")
 	code, _, errOut := cli(t, args...)
-	if code != ExitLocked || !strings.Contains(errOut, fmt.Sprintf("pid %d,", witnesses[0])) ||
+	if code != ExitLocked || !strings.Contains(errOut, fmt.Sprintf("(pid %d, started", witnesses[0])) ||
 		!strings.Contains(errOut, fmt.Sprintf("witness of run pid %d", run.Process.Pid)) {
 		t.Errorf("a run while the witness works: exit %d, want 3 naming the witness %d of run %d:\n%s", code, witnesses[0], run.Process.Pid, errOut)
 	}
