@@ -252,19 +252,18 @@ func (w *WitnessEnv) Source() string { return "ds01-pipe/" + w.Pipeline }
 // so that the message of a run locked out names the live holder
 // (checkHolder). The kernel lists a flock under the PID that took it, and
 // inside a PID namespace does not list one whose taker is gone at all; so
-// the witness takes it again through the same open file, shared and then
-// exclusive (a conversion, never a release). Nothing can slip in between:
-// ds01-pipe never takes the lock shared and the file is closed to users
-// (lock). A run without a lock has none.
+// the witness takes it again through the same open file, shared: a
+// conversion from exclusive, which nothing can refuse (no one else holds
+// the lock) and which still keeps every run out (runs take it exclusive).
+// It does not convert back: a failed conversion drops the lock, and a
+// process waiting to share it would make that one fail. A run without a
+// lock has none.
 func (w *WitnessEnv) ClaimLock() error {
 	if w.lock == nil {
 		return nil
 	}
-	fd := int(w.lock.Fd())
-	for _, how := range []int{unix.LOCK_SH, unix.LOCK_EX} {
-		if err := unix.Flock(fd, how|unix.LOCK_NB); err != nil {
-			return fmt.Errorf("retaking lock %s: %w", w.lock.Name(), err)
-		}
+	if err := unix.Flock(int(w.lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("retaking lock %s: %w", w.lock.Name(), err)
 	}
 	if err := writeHolder(w.lock, witnessHolderText(w.Pipeline, w.Parent)); err != nil {
 		return fmt.Errorf("writing lock holder to %s: %w", w.lock.Name(), err)

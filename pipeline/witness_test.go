@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ds01/ds01-pipe/internal/safefile"
 )
@@ -162,4 +165,63 @@ func TestLockHeldByAUserIsNamed(t *testing.T) {
 	if !strings.Contains(locked.Holder, "uid 65534, not a ds01-pipe run") || !strings.Contains(locked.Holder, "remove "+path) {
 		t.Errorf("holder %q does not name the user's process and the way out", locked.Holder)
 	}
+}
+
+// A process waiting to share the lock (a root script's `flock -s`) is let
+// in beside the witness when it retakes the lock shared, and the lock is
+// never dropped: a run still finds it held.
+func TestClaimLockKeepsItWithASharedWaiter(t *testing.T) {
+	flockTool, err := exec.LookPath("flock")
+	if err != nil {
+		t.Fatalf("flock(1) not found: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "p.lock")
+	held, err := lock(path, "p", safefile.Trust{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waiter := exec.Command(flockTool, "-s", path, "-c", "exit 0")
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLockWaiter(t, path)
+	w := &WitnessEnv{Pipeline: "p", Parent: 4242, lock: held}
+	if err := w.ClaimLock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waiter.Wait(); err != nil {
+		t.Fatalf("the shared waiter: %v", err)
+	}
+	f, err := lock(path, "p", safefile.Trust{})
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		if f != nil {
+			f.Close()
+		}
+		t.Fatalf("a run after the witness retook the lock: %v, want it held", err)
+	}
+}
+
+// waitForLockWaiter waits (an outside process: no clock to turn) until
+// /proc/locks shows a process blocked on the file's lock.
+func waitForLockWaiter(t *testing.T, path string) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(procLocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "->") && strings.Contains(line, want) {
+				return
+			}
+		}
+	}
+	t.Fatal("no process ever waited on the lock")
 }

@@ -105,7 +105,12 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 			}
 		}
 		var keep []pendingEntry
-		for _, e := range pending {
+		for i, e := range pending {
+			if docker == nil {
+				// The engine stopped answering: the rest waits for it.
+				keep = append(keep, pending[i:]...)
+				break
+			}
 			cctx, cancel := w.Call(ctx)
 			_, err := docker.ContainerInspect(cctx, e.ID, client.ContainerInspectOptions{})
 			cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ds01/ds01-pipe/internal/dockertest"
+	"github.com/ds01/ds01-pipe/internal/faultproxy"
 	"github.com/ds01/ds01-pipe/pipeline"
 	"github.com/ds01/ds01-pipe/pipeline/events"
 )
@@ -245,4 +246,28 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// An engine that answers the witness's inspects with errors (a 500, a
+// timeout: an engine just back from a stall) is asked again later; the
+// witness neither panics nor records anything.
+func TestWitnessEngineErrorsLeaveEntriesOpen(t *testing.T) {
+	eng := dockertest.New(t)
+	a := eng.Create(t, dockertest.Spec{Name: "a"})
+	b := eng.Create(t, dockertest.Spec{Name: "b"})
+	w, eventsFile, _ := witnessEnv(t, eng)
+	proxy := faultproxy.Start(t, eng.Host())
+	proxy.Set(faultproxy.Inspect, faultproxy.Fail500)
+	t.Setenv("DOCKER_HOST", proxy.Host())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := witness(ctx, w, witnessInput(t, []pendingEntry{askedEntry(a.ID, a.Name), askedEntry(b.ID, b.Name)}, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := removeLines(t, eventsFile); len(got) != 0 {
+		t.Errorf("recorded %q on engine errors", got)
+	}
+	if c := proxy.Counts(faultproxy.Inspect); c.Seen < 2 {
+		t.Errorf("%d inspects: the witness did not ask again", c.Seen)
+	}
 }
