@@ -68,6 +68,19 @@ type Env struct {
 	lock *os.File
 }
 
+// SetLock records the pipeline's lock file, held by the caller, for a run
+// driven without Execute (which sets it itself): the remove stage keeps
+// its journal and starts its witness only under a lock.
+func (e *Env) SetLock(f *os.File) { e.lock = f }
+
+// LockPath is the pipeline's lock file while the run holds it, or "".
+func (e *Env) LockPath() string {
+	if e.lock == nil {
+		return ""
+	}
+	return e.lock.Name()
+}
+
 // Planning reports whether the run must not change anything.
 func (e *Env) Planning() bool { return e.Mode == ModePlan }
 

@@ -193,8 +193,8 @@ the pipelines; ds01\-pipe@NAME.timer runs NAME.hcl
 .I /var/log/ds01/events.jsonl
 DS01's event log: one line per action and a pipeline.summary line per run (the log stage's events_file)
 .TP
-.I <events_file>.ds01\-pipe\-pending
-beside the events file (/var/log/ds01/events.jsonl.ds01\-pipe\-pending): the journal of removals asked for and not yet confirmed; the next run records those the engine carried out
+.I <events_file>.ds01\-pipe\-pending.<pipeline>\-<hash>
+beside the events file (for example /var/log/ds01/events.jsonl.ds01\-pipe\-pending.cleanup\-1a2b3c4d), one per pipeline lock: the journal of removals asked for and not yet confirmed; the next run records those the engine carried out
 .TP
 .I /run/ds01\-pipe/*.lock
 the lock of a pipeline (its lock_file); it names the run that holds it, or held it last

@@ -3,6 +3,8 @@ package remove
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +26,7 @@ import (
 
 // PendingSuffix names the journal of removals asked for and not yet
 // confirmed, kept beside the run's events file (events.jsonl +
-// PendingSuffix).
+// PendingSuffix + ".<pipeline>-<hash of its lock>", see pendingPath).
 //
 // A removal request can be carried out by the engine after the run that
 // sent it is dead (killed while the engine stalled: the request waits in
@@ -73,13 +76,28 @@ type pendingJournal struct {
 	open map[string]bool // asked, not settled
 }
 
-// pendingPath is the journal of the run's events file, or "".
+// pendingPath is the journal of the run's events file and lock, or "":
+// events.jsonl + PendingSuffix + "." + the pipeline's name and a hash of
+// its lock file. One journal per lock: runs that share a lock take turns
+// with it, while pipelines that only share the events file (cleanup and
+// lifecycle) run at the same time, and one would record, and replace, the
+// other's entries under it. A run without a lock keeps none: another run
+// could be removing the same containers meanwhile.
 func pendingPath(env *pipeline.Env) string {
-	if env.Events == nil {
+	lock := env.LockPath()
+	if env.Events == nil || lock == "" {
 		return ""
 	}
-	return env.Events.Path() + PendingSuffix
+	sum := sha256.Sum256([]byte(lock))
+	name := env.Pipeline
+	if !journalName.MatchString(name) {
+		name = "pipeline"
+	}
+	return env.Events.Path() + PendingSuffix + "." + name + "-" + hex.EncodeToString(sum[:4])
 }
+
+// journalName is a pipeline name that can stand in a file name as it is.
+var journalName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // openPending opens the journal for appending. The journal only completes
 // the record; a journal that cannot be opened is a warning, never a

@@ -23,6 +23,13 @@ func pendingEnv(t *testing.T, f *fakeDocker) (*pipeline.Env, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Events.Close() })
+	// The journal is kept only under the pipeline's lock.
+	lock, err := os.Create(filepath.Join(t.TempDir(), "p.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	env.SetLock(lock)
 	return env, eventsFile
 }
 
@@ -72,7 +79,7 @@ func TestPendingRemovalRecordedByTheNextRun(t *testing.T) {
 		b, _ := json.Marshal(e)
 		journal = append(journal, string(b))
 	}
-	pending := eventsFile + PendingSuffix
+	pending := pendingPath(env)
 	if err := os.WriteFile(pending, []byte(strings.Join(journal, "\n")+"\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +132,7 @@ func TestPendingUnknownFateCarriedOver(t *testing.T) {
 		t.Fatalf("outcomes %+v, %+v", rec.Outcome, recOK.Outcome)
 	}
 	// (y1's line went to the batch: outside Run, the batch has no sink.)
-	pending := eventsFile + PendingSuffix
+	pending := pendingPath(env)
 	if open, err := readPending(pending); err != nil || len(open) != 1 || open[0].ID != "x1" {
 		t.Fatalf("journal %+v (%v), want x1 only (y1 was settled)", open, err)
 	}
@@ -180,7 +187,7 @@ func TestPendingJournalNotTrustedIgnored(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, eventsFile := pendingEnv(t, newFake())
-			pending := eventsFile + PendingSuffix
+			pending := pendingPath(env)
 			tc.plant(t, pending)
 			if _, err := readPending(pending); !errors.Is(err, errUntrusted) {
 				t.Errorf("readPending: %v, want it refused", err)
@@ -199,5 +206,25 @@ func TestPendingJournalNotTrustedIgnored(t *testing.T) {
 				t.Errorf("untrusted journal left in place: %v", err)
 			}
 		})
+	}
+}
+
+// One journal per lock: pipelines that share the events file but not the
+// lock (cleanup and lifecycle) run at the same time and must not record
+// or replace each other's entries; a run without a lock keeps none.
+func TestPendingJournalPerLock(t *testing.T) {
+	a, _ := pendingEnv(t, newFake())
+	b, _ := pendingEnv(t, newFake())
+	b.Events = a.Events // the same events file, another lock
+	if pa, pb := pendingPath(a), pendingPath(b); pa == "" || pa == pb || !strings.HasPrefix(pa, a.Events.Path()+PendingSuffix+".") {
+		t.Errorf("journals %q and %q: want two, beside the events file", pa, pb)
+	}
+	a.Pipeline = "../odd name"
+	if p := pendingPath(a); filepath.Dir(p) != filepath.Dir(a.Events.Path()) || strings.Contains(filepath.Base(p), " ") {
+		t.Errorf("journal of an odd pipeline name: %q", p)
+	}
+	a.SetLock(nil)
+	if p := pendingPath(a); p != "" {
+		t.Errorf("a run without a lock keeps a journal: %q", p)
 	}
 }
