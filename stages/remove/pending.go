@@ -367,8 +367,11 @@ func reconcile(ctx context.Context, env *pipeline.Env) {
 			keep = append(keep, e)
 			continue
 		}
-		_, err := inspect(ctx, env, e.ID)
+		c, err := inspect(ctx, env, e.ID)
 		switch {
+		case err == nil && c.State == pipeline.StateRemoving:
+			keep = append(keep, e) // under way: its end is for a later look
+			continue
 		case cerrdefs.IsNotFound(err):
 			if err := env.Events.Write(e.removed(time.Now())); err != nil {
 				keep = append(keep, e)

@@ -79,24 +79,28 @@ func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
 	}
 	left := settleOpen(ctx, w, pending, journal)
 	for _, e := range left {
-		log.WithField("container", e.name()).WithField("id", e.ID).Warn("removal not seen carried out; the next run checks it again")
+		log.WithField("container", e.name()).WithField("id", e.ID).Warn("removal not recorded by the witness; the next run checks it again")
 	}
 	return nil
 }
 
 // settleOpen looks up each entry until its container is gone (recorded) or
-// the time is up; it returns the entries still open.
+// the time is up; it returns the entries still open. A container the
+// engine is removing keeps the window open (up to witnessEngineWait): its
+// removal is under way. An entry whose line cannot be written is left to
+// the next run at once, with one error, not asked about again.
 func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEntry, journal *pendingJournal) []pendingEntry {
 	window := max(w.CallTimeout, witnessMinWindow)
 	start := time.Now()
 	var docker client.APIClient
 	var answered time.Time
+	var unwritten []pendingEntry
 	for len(pending) > 0 {
 		if docker == nil {
 			var err error
 			if docker, err = w.Engine(ctx); err != nil {
 				if time.Since(start) > witnessEngineWait || !pause(ctx) {
-					return pending
+					return append(unwritten, pending...)
 				}
 				continue
 			}
@@ -105,6 +109,7 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 			}
 		}
 		var keep []pendingEntry
+		removing := false
 		for i, e := range pending {
 			if docker == nil {
 				// The engine stopped answering: the rest waits for it.
@@ -112,13 +117,13 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 				break
 			}
 			cctx, cancel := w.Call(ctx)
-			_, err := docker.ContainerInspect(cctx, e.ID, client.ContainerInspectOptions{})
+			res, err := docker.ContainerInspect(cctx, e.ID, client.ContainerInspectOptions{})
 			cancel()
 			switch {
 			case cerrdefs.IsNotFound(err):
 				if werr := w.Events.Write(e.removed(time.Now())); werr != nil {
-					w.Log.WithError(werr).WithField("container", e.name()).WithField("id", e.ID).Error("removal carried out after the run ended, and not recorded")
-					keep = append(keep, e) // the next run tries again
+					w.Log.WithError(werr).WithField("container", e.name()).WithField("id", e.ID).Error("removal carried out after the run ended, and not recorded; the next run tries again")
+					unwritten = append(unwritten, e)
 					continue
 				}
 				journal.settled(e.ID)
@@ -127,15 +132,18 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 				keep = append(keep, e)
 				docker = nil // ask again whether the engine answers at all
 			default:
-				keep = append(keep, e) // still there: not carried out yet, or never
+				// Still there: not carried out yet, or never; or under way.
+				removing = removing || (res.Container.State != nil && res.Container.State.Status == "removing")
+				keep = append(keep, e)
 			}
 		}
 		pending = keep
-		if len(pending) == 0 || (!answered.IsZero() && time.Since(answered) > window) || !pause(ctx) {
-			return pending
+		windowOver := !answered.IsZero() && time.Since(answered) > window && !removing
+		if len(pending) == 0 || windowOver || time.Since(start) > witnessEngineWait || !pause(ctx) {
+			return append(unwritten, pending...)
 		}
 	}
-	return pending
+	return unwritten
 }
 
 // pause waits one poll interval; false when ctx ended (the witness was

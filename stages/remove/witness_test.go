@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/ds01/ds01-pipe/internal/dockertest"
 	"github.com/ds01/ds01-pipe/internal/faultproxy"
@@ -269,5 +270,40 @@ func TestWitnessEngineErrorsLeaveEntriesOpen(t *testing.T) {
 	}
 	if c := proxy.Counts(faultproxy.Inspect); c.Seen < 2 {
 		t.Errorf("%d inspects: the witness did not ask again", c.Seen)
+	}
+}
+
+// A removal the witness cannot write (the events file gone bad) is left to
+// the next run at once, with one error, not asked about again each round.
+func TestWitnessUnwritableLineLeftWithOneError(t *testing.T) {
+	eng := dockertest.New(t)
+	gone := eng.Create(t, dockertest.Spec{Name: "gone"})
+	if _, err := eng.Client().ContainerRemove(context.Background(), gone.ID, client.ContainerRemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _, journalFile := witnessEnv(t, eng)
+	log, hook := logtest.NewNullLogger()
+	w.Log = log
+	w.Events.Close() // every write fails now
+	journal := &pendingJournal{f: w.Files[0]}
+	journal.append(askedEntry(gone.ID, gone.Name))
+	start := time.Now()
+	if err := witness(context.Background(), w, witnessInput(t, []pendingEntry{askedEntry(gone.ID, gone.Name)}, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > witnessMinWindow {
+		t.Errorf("the witness kept at it for %v", d)
+	}
+	errs := 0
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.ErrorLevel {
+			errs++
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d error lines, want 1", errs)
+	}
+	if open, err := readPending(journalFile); err != nil || len(open) != 1 {
+		t.Errorf("journal entries open %+v (%v), want the unwritten one", open, err)
 	}
 }
