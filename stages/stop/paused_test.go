@@ -16,20 +16,25 @@ import (
 // (pausing is no activity, and its clocks ran on).
 func TestPausedBetweenDecisionAndStop(t *testing.T) {
 	run, paused := pipeline.StateRunning, pipeline.StatePaused
+	idle, runtime := pipeline.ReasonIdleTimeout, pipeline.ReasonRuntimeExceeded
 	for _, tc := range []struct {
 		name        string
+		reason      pipeline.Reason
 		decided, at pipeline.State
 		want        pipeline.OutcomeStatus
 	}{
-		{"paused, still paused", paused, paused, pipeline.OutcomeStopped},
-		{"paused, resumed", paused, run, pipeline.OutcomeChanged},
-		{"running, paused since", run, paused, pipeline.OutcomeStopped},
-		{"paused, restarting now", paused, pipeline.StateRestarting, pipeline.OutcomeChanged},
-		{"paused, exited now", paused, pipeline.StateExited, pipeline.OutcomeChanged},
+		{"paused, still paused", runtime, paused, paused, pipeline.OutcomeStopped},
+		{"idle: paused, resumed", idle, paused, run, pipeline.OutcomeChanged},
+		// A runtime stop is about the run's age: pausing while the
+		// lifecycle looks and resuming after dodges nothing.
+		{"runtime: paused, resumed", runtime, paused, run, pipeline.OutcomeStopped},
+		{"running, paused since", runtime, run, paused, pipeline.OutcomeStopped},
+		{"paused, restarting now", runtime, paused, pipeline.StateRestarting, pipeline.OutcomeChanged},
+		{"paused, exited now", runtime, paused, pipeline.StateExited, pipeline.OutcomeChanged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := newStage(t)
-			r := stopping("c", pipeline.ReasonRuntimeExceeded)
+			r := stopping("c", tc.reason)
 			r.Container.State = tc.decided
 			d := pipelinetest.NewDocker(pipelinetest.Response(r))
 			d.Set(r.Container.ID, func(c *container.InspectResponse) {

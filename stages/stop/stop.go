@@ -199,7 +199,8 @@ func (s *Stage) stopOne(ctx context.Context, env *pipeline.Env, stopper Stopper,
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeFailed, Error: "re-inspect: " + err.Error()}
 		return
 	}
-	if what, changed := sameRun(rec.Container, before); changed {
+	idleStop := rec.Lifecycle == nil || rec.Lifecycle.StopFor != pipeline.ReasonRuntimeExceeded
+	if what, changed := sameRun(rec.Container, before, idleStop); changed {
 		rec.Outcome = pipeline.Outcome{Status: pipeline.OutcomeChanged, Error: what}
 		return
 	}
@@ -274,11 +275,16 @@ func stoppable(s pipeline.State) bool {
 // processes are frozen, so the idle evidence the decision rests on still
 // holds, and the runtime clock runs on), and a stop it escaped by a pause
 // would be the next run's decision anyway.
-func sameRun(before, now pipeline.Container) (string, bool) {
+//
+// A resume counts only against an idle stop (resumed is no longer idle):
+// a runtime stop is about the container run's age, which a pause and a
+// resume do not change, and an owner who paused whenever a run looked and
+// resumed it after would otherwise never be stopped.
+func sameRun(before, now pipeline.Container, idleStop bool) (string, bool) {
 	switch {
 	case !stoppable(now.State):
 		return fmt.Sprintf("state %s -> %s", before.State, now.State), true
-	case before.State == pipeline.StatePaused && now.State == pipeline.StateRunning:
+	case idleStop && before.State == pipeline.StatePaused && now.State == pipeline.StateRunning:
 		return "resumed since the decision (state paused -> running)", true
 	case !before.StartedAt.Equal(now.StartedAt):
 		return "started again", true
