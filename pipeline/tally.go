@@ -99,22 +99,39 @@ func TallyBatch(b *Batch) Tally {
 }
 
 // releasedWithoutView returns the GPUs, lower-cased, cleared for release
-// on records whose container is gone (or planned to go): SettleReleases
-// clears the GPUs of every other record.
+// on records whose container is gone (or planned to go), less those a
+// container that stays still has an allocation record on (an NVML
+// sighting is no allocation): a GPU is released when no one holds it,
+// whatever each container's own gpu.release line says of its record.
 func releasedWithoutView(b *Batch) map[string]bool {
 	uuids := map[string]bool{}
+	held := map[string]bool{}
 	for _, rec := range b.Records {
 		switch rec.Outcome.Status {
 		case OutcomeRemoved, OutcomeGone, OutcomePlanned:
-		default:
+			if rec.Exempt {
+				break
+			}
+			for _, u := range rec.ReleaseGPUs {
+				uuids[strings.ToLower(u)] = true
+			}
 			continue
 		}
-		if rec.Exempt {
-			continue
+		for _, g := range rec.GPUs {
+			if g.Source != ClaimNVML {
+				held[strings.ToLower(g.UUID)] = true
+			}
 		}
-		for _, u := range rec.ReleaseGPUs {
-			uuids[strings.ToLower(u)] = true
+	}
+	for _, rec := range b.Held {
+		for _, g := range rec.GPUs {
+			if g.Source != ClaimNVML {
+				held[strings.ToLower(g.UUID)] = true
+			}
 		}
+	}
+	for u := range held {
+		delete(uuids, u)
 	}
 	return uuids
 }

@@ -76,3 +76,18 @@ func TestTallyReleasedWithoutAView(t *testing.T) {
 		t.Errorf("with a reconciled view GPUsReleased = %d, want the view's 0", got)
 	}
 }
+
+// A GPU another container of the batch still has an allocation record on
+// is not counted released (its gpu.release line is the removed
+// container's record); an NVML sighting is no allocation.
+func TestTallyReleasedWithoutAViewLiveClaimant(t *testing.T) {
+	gone := pipelinetest.Exited("a")
+	gone.Verdict.Action, gone.Outcome.Status, gone.ReleaseGPUs = pipeline.ActionRemove, pipeline.OutcomeRemoved, []string{"GPU-x", "GPU-y"}
+	stays := pipelinetest.Running("b")
+	stays.Verdict.Action = pipeline.ActionKeep
+	stays.GPUs = []pipeline.GPUClaim{{UUID: "gpu-X", Source: pipeline.ClaimDeviceRequest}, {UUID: "GPU-y", Source: pipeline.ClaimNVML}}
+	b := &pipeline.Batch{Records: []*pipeline.Record{gone, stays}}
+	if got := pipeline.TallyBatch(b).GPUsReleased; got != 1 {
+		t.Errorf("GPUsReleased = %d, want 1 (GPU-y: seen by NVML only)", got)
+	}
+}
