@@ -111,6 +111,22 @@ func confirmedGone(env *Env, rec *Record) bool {
 	return false
 }
 
+// GPUReleaseEvent is the gpu.release line of one GPU of a container that is
+// gone (DS01's details: container, gpu_uuid, reason).
+func GPUReleaseEvent(at time.Time, source, user, container, uuid, reason string) events.Event {
+	return events.Event{
+		Time:   at,
+		Type:   events.GPURelease,
+		User:   user,
+		Source: source,
+		Details: []events.Field{
+			events.F("container", container),
+			events.F("gpu_uuid", uuid),
+			events.F("reason", reason),
+		},
+	}
+}
+
 // SettleReleases is the engine step that turns the release stage's plan
 // into facts once the removals are done; the remove stage calls it after
 // its last removal. A GPU is released only when its container is gone:
@@ -159,17 +175,7 @@ func SettleReleases(ctx context.Context, env *Env, b *Batch) {
 			continue
 		}
 		for _, uuid := range rec.ReleaseGPUs {
-			b.Emit(events.Event{
-				Time:   time.Now(),
-				Type:   events.GPURelease,
-				User:   rec.Owner.Name,
-				Source: env.Source(),
-				Details: []events.Field{
-					events.F("container", rec.Container.Name),
-					events.F("gpu_uuid", uuid),
-					events.F("reason", string(rec.Verdict.Reason)),
-				},
-			})
+			b.Emit(GPUReleaseEvent(time.Now(), env.Source(), rec.Owner.Name, rec.Container.Name, uuid, string(rec.Verdict.Reason)))
 		}
 	}
 	for uuid := range kept {

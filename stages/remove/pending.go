@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -52,19 +53,73 @@ const (
 
 // pendingEntry is one line of the journal.
 type pendingEntry struct {
-	Op      string      `json:"op"` // "asked" (before the request) or "settled"
+	Op      string      `json:"op"` // opAsked, opGone or opSettled
 	ID      string      `json:"id"`
 	At      time.Time   `json:"at,omitzero"`
 	User    string      `json:"user,omitempty"`
 	Source  string      `json:"source,omitempty"`
 	Details [][2]string `json:"details,omitempty"` // the container.remove event's, in order
+	// GPUs are those cleared for release with the container: a
+	// gpu.release line each is owed once it is gone.
+	GPUs []string `json:"gpus,omitempty"`
+
+	// gone is the state an opGone line gave the entry (never written as
+	// such: see journalState).
+	gone bool
 }
 
-// Journal operations.
+// Journal operations: a removal is asked for; its container is gone, and
+// its container.remove line (when it was this tool's removal) written,
+// with its gpu.release lines still owed; everything owed is written.
 const (
 	opAsked   = "asked"
+	opGone    = "gone"
 	opSettled = "settled"
 )
+
+// journalState folds journal lines into the entries still open, in the
+// order they were asked for: the one reading of the journal, for the next
+// run (readPending) and for the witness.
+type journalState struct {
+	order []string
+	open  map[string]*pendingEntry
+}
+
+func (s *journalState) apply(e pendingEntry) {
+	if e.ID == "" {
+		return
+	}
+	if s.open == nil {
+		s.open = map[string]*pendingEntry{}
+	}
+	switch e.Op {
+	case opAsked:
+		if _, seen := s.open[e.ID]; !seen {
+			s.order = append(s.order, e.ID)
+		}
+		e.gone = false // asked again by a later run
+		s.open[e.ID] = &e
+	case opGone:
+		if o := s.open[e.ID]; o != nil {
+			o.gone = true
+		}
+	case opSettled:
+		delete(s.open, e.ID)
+	}
+}
+
+// entries returns the open entries in order.
+func (s *journalState) entries() []pendingEntry {
+	var out []pendingEntry
+	seen := map[string]bool{}
+	for _, id := range s.order {
+		if e := s.open[id]; e != nil && !seen[id] {
+			seen[id] = true
+			out = append(out, *e)
+		}
+	}
+	return out
+}
 
 // pendingJournal appends entries to the journal file and tells them to the
 // run's witness (witness.go); safe for concurrent use. A nil journal does
@@ -73,7 +128,7 @@ type pendingJournal struct {
 	mu   sync.Mutex
 	f    *os.File // nil when the file could not be opened
 	wit  *pipeline.Witness
-	open map[string]bool // asked, not settled
+	open map[string]string // the op of each entry not settled
 }
 
 // pendingPath is the journal of the run's events file and lock, or "":
@@ -146,14 +201,13 @@ func (j *pendingJournal) append(e pendingEntry) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	switch e.Op {
-	case opAsked:
-		if j.open == nil {
-			j.open = map[string]bool{}
-		}
-		j.open[e.ID] = true
-	case opSettled:
+	if j.open == nil {
+		j.open = map[string]string{}
+	}
+	if e.Op == opSettled {
 		delete(j.open, e.ID)
+	} else {
+		j.open[e.ID] = e.Op
 	}
 	if j.f != nil {
 		_, _ = j.f.Write(append(line, '\n')) // best effort, see openPending
@@ -161,9 +215,10 @@ func (j *pendingJournal) append(e pendingEntry) {
 	j.wit.Send(line)
 }
 
-// asked notes a removal about to be requested, with its event.
-func (j *pendingJournal) asked(id string, ev events.Event) {
-	e := pendingEntry{Op: opAsked, ID: id, At: ev.Time, User: ev.User, Source: ev.Source}
+// asked notes a removal about to be requested, with its event and the
+// GPUs cleared for release with it.
+func (j *pendingJournal) asked(id string, ev events.Event, gpus []string) {
+	e := pendingEntry{Op: opAsked, ID: id, At: ev.Time, User: ev.User, Source: ev.Source, GPUs: gpus}
 	for _, f := range ev.Details {
 		v := fmt.Sprint(f.Value)
 		if len(v) > maxDetailBytes {
@@ -174,8 +229,33 @@ func (j *pendingJournal) asked(id string, ev events.Event) {
 	j.append(e)
 }
 
-// settled notes that the run knows what became of the removal.
+// settled notes that the run knows what became of the removal, and has
+// written every line it owed.
 func (j *pendingJournal) settled(id string) { j.append(pendingEntry{Op: opSettled, ID: id}) }
+
+// gone notes that the container is gone and its container.remove line
+// written; its gpu.release lines are still owed.
+func (j *pendingJournal) gone(id string) { j.append(pendingEntry{Op: opGone, ID: id}) }
+
+// settleGone settles every entry noted gone: the run has written their
+// gpu.release lines (SettleReleases).
+func (j *pendingJournal) settleGone() {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	var ids []string
+	for id, op := range j.open {
+		if op == opGone {
+			ids = append(ids, id)
+		}
+	}
+	j.mu.Unlock()
+	sort.Strings(ids)
+	for _, id := range ids {
+		j.settled(id)
+	}
+}
 
 // close ends the journal. With every removal's fate known, the witness is
 // told the run ended in order, and exits. With some unanswered, the run
@@ -201,6 +281,30 @@ func (j *pendingJournal) close() (compact bool) {
 	return j.f != nil && (open == 0 || j.wit == nil)
 }
 
+// recordGone writes what is owed for an entry whose container the engine
+// no longer has: its container.remove line (unless written already), then
+// a gpu.release line per GPU cleared with it, noting each step in the
+// journal j (when there is one) so that nothing is written twice. On an
+// error, e.gone says whether the container.remove line is written.
+func recordGone(write func(events.Event) error, j *pendingJournal, e *pendingEntry, at time.Time) error {
+	if !e.gone {
+		if err := write(e.removed(at)); err != nil {
+			return err
+		}
+		e.gone = true
+		if len(e.GPUs) > 0 {
+			j.gone(e.ID)
+		}
+	}
+	for _, uuid := range e.GPUs {
+		if err := write(pipeline.GPUReleaseEvent(at, e.Source, e.User, e.name(), uuid, e.detail(detailReason))); err != nil {
+			return err
+		}
+	}
+	j.settled(e.ID)
+	return nil
+}
+
 // removed is the container.remove event of an entry whose container the
 // engine no longer has, recorded at at.
 func (e pendingEntry) removed(at time.Time) events.Event {
@@ -213,12 +317,20 @@ func (e pendingEntry) removed(at time.Time) events.Event {
 
 // name is the container's name, as its event gives it.
 func (e pendingEntry) name() string {
+	if n := e.detail(detailContainer); n != "" {
+		return n
+	}
+	return e.ID
+}
+
+// detail is the value of one of the event's details, or "".
+func (e pendingEntry) detail(key string) string {
 	for _, d := range e.Details {
-		if d[0] == detailContainer {
+		if d[0] == key {
 			return d[1]
 		}
 	}
-	return e.ID
+	return ""
 }
 
 // errUntrusted marks a journal this run did not write and may not believe.
@@ -268,32 +380,18 @@ func readPending(path string) ([]pendingEntry, error) {
 	if err := journalTrusted(path, f); err != nil {
 		return nil, err
 	}
-	var asked []pendingEntry
-	settled := map[string]bool{}
+	var state journalState
 	_, err = lines.Each(io.LimitReader(f, maxPendingBytes), maxPendingLine, func(line []byte) bool {
 		var e pendingEntry
-		if json.Unmarshal(line, &e) != nil || e.ID == "" {
-			return true // a line cut by a crash
-		}
-		switch e.Op {
-		case opAsked:
-			asked = append(asked, e)
-			delete(settled, e.ID) // asked again by a later run
-		case opSettled:
-			settled[e.ID] = true
+		if json.Unmarshal(line, &e) == nil { // else a line cut by a crash
+			state.apply(e)
 		}
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	var open []pendingEntry
-	for _, e := range asked {
-		if !settled[e.ID] {
-			open = append(open, e)
-		}
-	}
-	return open, nil
+	return state.entries(), nil
 }
 
 // writePending replaces the journal with the entries still open, or
@@ -312,11 +410,18 @@ func writePending(path string, open []pendingEntry) error {
 	defer os.Remove(tmp.Name()) // after a successful rename, nothing to remove
 	w := bufio.NewWriter(tmp)
 	for _, e := range open {
-		line, err := json.Marshal(e)
-		if err != nil {
-			continue
+		e.Op = opAsked
+		lines := []pendingEntry{e}
+		if e.gone {
+			lines = append(lines, pendingEntry{Op: opGone, ID: e.ID})
 		}
-		_, _ = w.Write(append(line, '\n'))
+		for _, l := range lines {
+			line, err := json.Marshal(l)
+			if err != nil {
+				continue
+			}
+			_, _ = w.Write(append(line, '\n'))
+		}
 	}
 	if err := w.Flush(); err != nil {
 		tmp.Close()
@@ -367,23 +472,26 @@ func reconcile(ctx context.Context, env *pipeline.Env) {
 			keep = append(keep, e)
 			continue
 		}
-		c, err := inspect(ctx, env, e.ID)
-		switch {
-		case err == nil && c.State == pipeline.StateRemoving:
-			keep = append(keep, e) // under way: its end is for a later look
-			continue
-		case cerrdefs.IsNotFound(err):
-			if err := env.Events.Write(e.removed(time.Now())); err != nil {
-				keep = append(keep, e)
+		if !e.gone {
+			c, err := inspect(ctx, env, e.ID)
+			switch {
+			case err == nil && c.State == pipeline.StateRemoving:
+				keep = append(keep, e) // under way: its end is for a later look
 				continue
+			case err != nil && !cerrdefs.IsNotFound(err):
+				keep = append(keep, e) // no answer: ask again next time
+				continue
+			case err == nil:
+				continue // still there: that request removed nothing
 			}
-			if log != nil {
-				log.WithField("container", e.name()).WithField("id", e.ID).Info("an earlier run's removal, carried out after that run ended, recorded now")
-			}
-		case err != nil:
-			keep = append(keep, e) // no answer: ask again next time
 		}
-		// Still there: that request removed nothing.
+		if err := recordGone(env.Events.Write, nil, &e, time.Now()); err != nil {
+			keep = append(keep, e) // e.gone says what was written
+			continue
+		}
+		if log != nil {
+			log.WithField("container", e.name()).WithField("id", e.ID).Info("an earlier run's removal, carried out after that run ended, recorded now")
+		}
 	}
 	if err := writePending(path, keep); err != nil && log != nil {
 		log.WithError(err).Warn("journal of pending removals not rewritten")

@@ -228,3 +228,54 @@ func TestPendingJournalPerLock(t *testing.T) {
 		t.Errorf("a run without a lock keeps a journal: %q", p)
 	}
 }
+
+// The next run writes what a dead run still owed: for a removal it never
+// learnt of, the container.remove line and then the gpu.release lines;
+// for one it recorded itself ("gone"), the gpu.release lines only, with
+// no look at the engine.
+func TestPendingGPUReleasesRecordedByTheNextRun(t *testing.T) {
+	f := newFake() // both containers are gone
+	env, eventsFile := pendingEnv(t, f)
+	asked := pendingEntry{Op: opAsked, ID: "a1", User: "alice", Source: env.Source(), GPUs: []string{"GPU-a"},
+		Details: [][2]string{{detailContainer, "proj-a"}, {detailReason, "hold_expired"}}}
+	gone := pendingEntry{Op: opAsked, ID: "g1", User: "bob", Source: env.Source(), GPUs: []string{"GPU-g"},
+		Details: [][2]string{{detailContainer, "proj-g"}, {detailReason, "idle_stopped"}}}
+	var b []byte
+	for _, e := range []pendingEntry{asked, gone, {Op: opGone, ID: "g1"}} {
+		line, _ := json.Marshal(e)
+		b = append(b, append(line, '\n')...)
+	}
+	if err := os.WriteFile(pendingPath(env), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(context.Background(), env)
+	data, err := os.ReadFile(eventsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Type    string            `json:"event_type"`
+			User    string            `json:"user"`
+			Details map[string]string `json:"details"`
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil {
+			got = append(got, strings.Join([]string{ev.Type, ev.User, ev.Details["container"], ev.Details["gpu_uuid"], ev.Details["reason"]}, " "))
+		}
+	}
+	want := []string{
+		"container.remove alice proj-a  hold_expired",
+		"gpu.release alice proj-a GPU-a hold_expired",
+		"gpu.release bob proj-g GPU-g idle_stopped",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := strings.Count(strings.Join(f.Calls(), " "), "inspect g1"); n != 0 {
+		t.Errorf("the engine was asked about the container known gone (%d times)", n)
+	}
+	if _, err := os.Stat(pendingPath(env)); !os.IsNotExist(err) {
+		t.Errorf("journal left behind: %v", err)
+	}
+}

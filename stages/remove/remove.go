@@ -144,10 +144,17 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 			// still recorded this removal.
 			batch.Emit(Event(env, rec, time.Now()))
 		}
-		if learnt {
-			// Only after the line: a run killed in between leaves the
-			// removal to its witness, which may then record it twice,
-			// never not at all.
+		// Only after the line: a run killed in between leaves the
+		// removal to its witness, which may then record it twice, never
+		// not at all. A container gone with GPUs cleared for release
+		// still owes their gpu.release lines, which SettleReleases
+		// writes below.
+		gone := rec.Outcome.Status == pipeline.OutcomeRemoved || rec.Outcome.Status == pipeline.OutcomeGone
+		switch {
+		case !learnt:
+		case gone && len(rec.ReleaseGPUs) > 0:
+			journal.gone(rec.Container.ID)
+		default:
 			journal.settled(rec.Container.ID)
 		}
 	})
@@ -158,6 +165,7 @@ func (r *Remove) Process(ctx context.Context, env *pipeline.Env, batch *pipeline
 	// Processes are signalled (kill_orphans) only here, after that
 	// confirmation, and only on the GPUs released.
 	pipeline.SettleReleases(ctx, env, batch)
+	journal.settleGone()
 
 	return pipeline.NotAttempted(ctx, poolErr, targets, "containers to remove", func(rec *pipeline.Record) bool {
 		return rec.Outcome.Status == pipeline.OutcomeNone
@@ -193,7 +201,7 @@ func (r *Remove) removeOne(ctx context.Context, env *pipeline.Env, rec *pipeline
 
 	// Noted before the request goes out: if this run dies before the
 	// answer, the next run finds out what the engine did (pending.go).
-	journal.asked(rec.Container.ID, Event(env, rec, time.Now()))
+	journal.asked(rec.Container.ID, Event(env, rec, time.Now()), rec.ReleaseGPUs)
 	callCtx, cancel := env.Call(ctx)
 	_, err = env.Docker.ContainerRemove(callCtx, rec.Container.ID, client.ContainerRemoveOptions{
 		RemoveVolumes: r.RemoveVolumes,

@@ -35,21 +35,11 @@ const (
 // run's lock stays held meanwhile (the witness has the run's own open
 // file), so no other run records the same removal.
 func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
-	open := map[string]pendingEntry{}
-	var order []string
+	var state journalState
 	ended, err := pipeline.ReadRun(run, func(line []byte) {
 		var e pendingEntry
-		if json.Unmarshal(line, &e) != nil || e.ID == "" {
-			return
-		}
-		switch e.Op {
-		case opAsked:
-			if _, seen := open[e.ID]; !seen {
-				order = append(order, e.ID)
-			}
-			open[e.ID] = e
-		case opSettled:
-			delete(open, e.ID)
+		if json.Unmarshal(line, &e) == nil {
+			state.apply(e)
 		}
 	})
 	if ended {
@@ -58,12 +48,7 @@ func witness(ctx context.Context, w *pipeline.WitnessEnv, run io.Reader) error {
 	if err != nil {
 		w.Log.WithError(err).Warn("reading the run's removals")
 	}
-	var pending []pendingEntry
-	for _, id := range order {
-		if e, ok := open[id]; ok {
-			pending = append(pending, e)
-		}
-	}
+	pending := state.entries()
 	if len(pending) == 0 || w.Events == nil {
 		return nil
 	}
@@ -111,6 +96,15 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 		var keep []pendingEntry
 		removing := false
 		for i, e := range pending {
+			if e.gone {
+				// Known gone, its container.remove line written: only
+				// its gpu.release lines are owed.
+				if werr := recordGone(w.Events.Write, journal, &e, time.Now()); werr != nil {
+					w.Log.WithError(werr).WithField("container", e.name()).WithField("id", e.ID).Error("GPU release of a removed container not recorded; the next run tries again")
+					unwritten = append(unwritten, e)
+				}
+				continue
+			}
 			if docker == nil {
 				// The engine stopped answering: the rest waits for it.
 				keep = append(keep, pending[i:]...)
@@ -121,12 +115,11 @@ func settleOpen(ctx context.Context, w *pipeline.WitnessEnv, pending []pendingEn
 			cancel()
 			switch {
 			case cerrdefs.IsNotFound(err):
-				if werr := w.Events.Write(e.removed(time.Now())); werr != nil {
+				if werr := recordGone(w.Events.Write, journal, &e, time.Now()); werr != nil {
 					w.Log.WithError(werr).WithField("container", e.name()).WithField("id", e.ID).Error("removal carried out after the run ended, and not recorded; the next run tries again")
 					unwritten = append(unwritten, e)
 					continue
 				}
-				journal.settled(e.ID)
 				w.Log.WithField("container", e.name()).WithField("id", e.ID).Info("removal carried out after the run ended, recorded")
 			case err != nil:
 				keep = append(keep, e)

@@ -204,7 +204,7 @@ func TestJournalOverlongLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := &pendingJournal{f: f}
-	j.asked("bbbb", events.Event{Type: events.ContainerRemove, Details: []events.Field{events.F(detailContainer, strings.Repeat("n", 2<<20))}})
+	j.asked("bbbb", events.Event{Type: events.ContainerRemove, Details: []events.Field{events.F(detailContainer, strings.Repeat("n", 2<<20))}}, nil)
 	j.close()
 	written, err := os.ReadFile(f.Name())
 	if err != nil {
@@ -228,12 +228,12 @@ func TestJournalCloseLeavesOpenEntriesToTheWitness(t *testing.T) {
 		return f
 	}
 	j := &pendingJournal{f: open()}
-	j.asked("a", events.Event{})
+	j.asked("a", events.Event{}, nil)
 	if !j.close() {
 		t.Error("no witness: the journal is compacted")
 	}
 	j = &pendingJournal{f: open()}
-	j.asked("a", events.Event{})
+	j.asked("a", events.Event{}, nil)
 	j.settled("a")
 	if !j.close() {
 		t.Error("every answer known: the journal is compacted")
@@ -305,5 +305,69 @@ func TestWitnessUnwritableLineLeftWithOneError(t *testing.T) {
 	}
 	if open, err := readPending(journalFile); err != nil || len(open) != 1 {
 		t.Errorf("journal entries open %+v (%v), want the unwritten one", open, err)
+	}
+}
+
+// eventTypes lists the event types of an events file, in order, with the
+// container each names ("gpu.release c GPU-x").
+func eventTypes(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev struct {
+			Type    string            `json:"event_type"`
+			Details map[string]string `json:"details"`
+		}
+		if l == "" || json.Unmarshal([]byte(l), &ev) != nil {
+			continue
+		}
+		out = append(out, strings.TrimSpace(ev.Type+" "+ev.Details["container"]+" "+ev.Details["gpu_uuid"]))
+	}
+	return out
+}
+
+// A dead run's removal with GPUs cleared for release gets its
+// container.remove line and then a gpu.release line per GPU; one whose
+// container.remove the run wrote itself ("gone" in the journal) gets only
+// its gpu.release lines.
+func TestWitnessRecordsGPUReleases(t *testing.T) {
+	eng := dockertest.New(t)
+	asked := eng.Create(t, dockertest.Spec{Name: "asked"})
+	done := eng.Create(t, dockertest.Spec{Name: "done"})
+	for _, id := range []string{asked.ID, done.ID} {
+		if _, err := eng.Client().ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, eventsFile, journalFile := witnessEnv(t, eng)
+	a, d := askedEntry(asked.ID, asked.Name), askedEntry(done.ID, done.Name)
+	a.GPUs, d.GPUs = []string{"GPU-a0", "GPU-a1"}, []string{"GPU-d0"}
+	var b strings.Builder
+	for _, e := range []pendingEntry{a, d, {Op: opGone, ID: done.ID}} {
+		b.Write(append(mustJSON(t, e), '\n'))
+	}
+	journal := &pendingJournal{f: w.Files[0]}
+	journal.append(a)
+	journal.append(d)
+	journal.gone(done.ID)
+	if err := witness(context.Background(), w, strings.NewReader(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"container.remove " + asked.Name, "gpu.release " + asked.Name + " GPU-a0", "gpu.release " + asked.Name + " GPU-a1",
+		"gpu.release " + done.Name + " GPU-d0",
+	}
+	got := eventTypes(t, eventsFile)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if open, err := readPending(journalFile); err != nil || len(open) != 0 {
+		t.Errorf("journal entries left open %+v (%v)", open, err)
 	}
 }
