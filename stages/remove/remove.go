@@ -68,9 +68,11 @@ func init() {
 		Summary: "Removes the containers decided for removal, on a bounded pool. Each is inspected again just before " +
 			"its removal and left alone (outcome \"changed\") if its state, start or finish time, restart count, name " +
 			"or labels differ from what discovery saw. A running container is never forced; anonymous volumes are " +
-			"kept unless remove_volumes is set; a container already removed counts as \"gone\". After the removals " +
-			"it settles the GPU releases and queues one DS01 container.remove event per removed container, after " +
-			"that container's gpu.release events. In plan mode it only marks the containers \"planned\".",
+			"kept unless remove_volumes is set; a container already removed counts as \"gone\". Each removal's DS01 " +
+			"container.remove event is written as it completes; after the removals it settles the GPU releases " +
+			"(gpu.release events). Under the pipeline's lock, a journal beside the events file and a witness process " +
+			"record the removals the engine carries out after the run died. In plan mode it only marks the " +
+			"containers \"planned\".",
 		Sample: sample,
 		New:    func() pipeline.Stage { return New() },
 		Contract: pipeline.Contract{
