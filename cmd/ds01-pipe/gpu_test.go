@@ -169,7 +169,8 @@ policies:
   created_container_timeout_m: 30
 `
 
-// gpuCleanupPipeline is pipelines/cleanup.hcl with every path in dir.
+// gpuCleanupPipeline is pipelines/cleanup.hcl with every path in dir (the
+// metrics file too: ds01.prom).
 func gpuCleanupPipeline(t *testing.T, dir string) string {
 	t.Helper()
 	writeFile(t, dir, "resource-limits.yaml", gpuLimitsFile)
@@ -194,11 +195,12 @@ pipeline "gpu-cleanup" {
   stage "release"   { kill_orphans = false }
   stage "remove"    {}
   stage "log" {
-    events_file = %[3]q
-    syslog      = false
+    events_file  = %[3]q
+    metrics_file = %[4]q
+    syslog       = false
   }
 }
-`, filepath.Join(dir, "cleanup.lock"), filepath.Join(dir, "resource-limits.yaml"), filepath.Join(dir, "events.jsonl")))
+`, filepath.Join(dir, "cleanup.lock"), filepath.Join(dir, "resource-limits.yaml"), filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "ds01.prom")))
 }
 
 // gpuEvent is one line of events.jsonl, details kept raw to check their order.

@@ -54,7 +54,7 @@ func TestReleaseScopeOutsideClaimant(t *testing.T) {
 	exec := func(cmd, scope string) outcome {
 		t.Helper()
 		dir := t.TempDir()
-		file := scopeCleanupPipeline(t, dir)
+		file := gpuCleanupPipeline(t, dir)
 		args := []string{cmd, "--format", "json", "--log-level", "debug", "--now", now.Format(time.RFC3339Nano)}
 		if cmd == "run" {
 			args = append(args, "--allow-clock-override") // a run acts on the --now clock only when told to
@@ -162,37 +162,4 @@ func TestReleaseScopeOutsideClaimant(t *testing.T) {
 	if o.calls != "list=2 inspect=3 remove=1" {
 		t.Errorf("run whole host: api calls %q, want list=2 inspect=3 remove=1", o.calls)
 	}
-}
-
-// scopeCleanupPipeline is gpuCleanupPipeline with a metrics file.
-func scopeCleanupPipeline(t *testing.T, dir string) string {
-	t.Helper()
-	writeFile(t, dir, "resource-limits.yaml", gpuLimitsFile)
-	return writeFile(t, dir, "cleanup.hcl", fmt.Sprintf(`
-variable "prefix" { default = "" }
-
-pipeline "gpu-scope" {
-  timeout   = "2m"
-  lock_file = %[1]q
-
-  policy {
-    limits_file = %[2]q
-  }
-
-  gpu { backend = "none" } # DS01_PIPE_NVML_SIM overrides it
-
-  stage "discover"  { name_prefix = var.prefix }
-  stage "attribute" {}
-  stage "classify"  {}
-  stage "exempt"    {}
-  stage "decide"    { idle_events_file = "" }
-  stage "release"   {}
-  stage "remove"    {}
-  stage "log" {
-    events_file  = %[3]q
-    metrics_file = %[4]q
-    syslog       = false
-  }
-}
-`, filepath.Join(dir, "cleanup.lock"), filepath.Join(dir, "resource-limits.yaml"), filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "ds01.prom")))
 }
