@@ -33,23 +33,39 @@ func pendingEnv(t *testing.T, f *fakeDocker) (*pipeline.Env, string) {
 	return env, eventsFile
 }
 
-func removeLines(t *testing.T, path string) []string {
+// testEvent is one line of an events file, as the tests read it.
+type testEvent struct {
+	Type    string            `json:"event_type"`
+	User    string            `json:"user"`
+	Details map[string]string `json:"details"`
+}
+
+// readEvents returns the lines of an events file that decode as string
+// details (pipeline.summary lines have numbers and are left out).
+func readEvents(t *testing.T, path string) []testEvent {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	var out []string
+	var out []testEvent
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var ev struct {
-			Type    string            `json:"event_type"`
-			User    string            `json:"user"`
-			Details map[string]string `json:"details"`
+		var ev testEvent
+		if l != "" && json.Unmarshal([]byte(l), &ev) == nil {
+			out = append(out, ev)
 		}
-		if l == "" || json.Unmarshal([]byte(l), &ev) != nil || ev.Type != "container.remove" {
-			continue
+	}
+	return out
+}
+
+// removeLines are the container.remove lines: "user container reason".
+func removeLines(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range readEvents(t, path) {
+		if ev.Type == "container.remove" {
+			out = append(out, ev.User+" "+ev.Details["container"]+" "+ev.Details["reason"])
 		}
-		out = append(out, ev.User+" "+ev.Details["container"]+" "+ev.Details["reason"])
 	}
 	return out
 }
@@ -249,20 +265,9 @@ func TestPendingGPUReleasesRecordedByTheNextRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	reconcile(context.Background(), env)
-	data, err := os.ReadFile(eventsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var ev struct {
-			Type    string            `json:"event_type"`
-			User    string            `json:"user"`
-			Details map[string]string `json:"details"`
-		}
-		if json.Unmarshal([]byte(l), &ev) == nil {
-			got = append(got, strings.Join([]string{ev.Type, ev.User, ev.Details["container"], ev.Details["gpu_uuid"], ev.Details["reason"]}, " "))
-		}
+	for _, ev := range readEvents(t, eventsFile) {
+		got = append(got, strings.Join([]string{ev.Type, ev.User, ev.Details["container"], ev.Details["gpu_uuid"], ev.Details["reason"]}, " "))
 	}
 	want := []string{
 		"container.remove alice proj-a  hold_expired",

@@ -308,23 +308,12 @@ func TestWitnessUnwritableLineLeftWithOneError(t *testing.T) {
 	}
 }
 
-// eventTypes lists the event types of an events file, in order, with the
-// container each names ("gpu.release c GPU-x").
+// eventTypes lists the events of an events file, in order, with the
+// container and GPU each names ("gpu.release c GPU-x").
 func eventTypes(t *testing.T, path string) []string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var ev struct {
-			Type    string            `json:"event_type"`
-			Details map[string]string `json:"details"`
-		}
-		if l == "" || json.Unmarshal([]byte(l), &ev) != nil {
-			continue
-		}
+	for _, ev := range readEvents(t, path) {
 		out = append(out, strings.TrimSpace(ev.Type+" "+ev.Details["container"]+" "+ev.Details["gpu_uuid"]))
 	}
 	return out
