@@ -320,16 +320,12 @@ func TestExplainLifecycleRuntime(t *testing.T) {
 	}
 }
 
-// TestExplainAuditActsOnNothing: an audit pipeline decides but has no
-// remove stage, so explain promises no action.
-func TestExplainAuditActsOnNothing(t *testing.T) {
-	eng := dockertest.New(t)
-	f := newCleanup(t, eng)
-	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
-	f.pipeline = shipped(t, "audit-next24h.hcl")
-	now := finishedAt(t, eng, c).Add(10 * time.Hour)
+// explainShipped runs explain (JSON) on a container with f's pipeline, a
+// shipped one, at now, and decodes the answer.
+func explainShipped(t *testing.T, f *cleanupFixture, name string, now time.Time) explainDoc {
+	t.Helper()
 	args := f.args("explain", "json", now, "--var", "state_dir="+filepath.Join(t.TempDir(), "state"), "--var", "gpu_backend=none")
-	args = append(args[:len(args)-1], c.Name, f.pipeline)
+	args = append(args[:len(args)-1], name, f.pipeline)
 	code, out, errOut := cli(t, args...)
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
@@ -338,6 +334,18 @@ func TestExplainAuditActsOnNothing(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
 	}
+	return doc
+}
+
+// TestExplainAuditActsOnNothing: an audit pipeline decides but has no
+// remove stage, so explain promises no action.
+func TestExplainAuditActsOnNothing(t *testing.T) {
+	eng := dockertest.New(t)
+	f := newCleanup(t, eng)
+	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
+	f.pipeline = shipped(t, "audit-next24h.hcl")
+	now := finishedAt(t, eng, c).Add(10 * time.Hour)
+	doc := explainShipped(t, f, c.Name, now)
 	if doc.Container.Verdict != "remove" || doc.Action != nil || !hasRule(doc, "pipeline", "no remove stage", "audit-next24h.hcl") {
 		t.Errorf("verdict %s, action %v, rules %+v; want remove, null and the reason", doc.Container.Verdict, doc.Action, doc.Rules)
 	}
@@ -352,16 +360,7 @@ func TestExplainAuditFutureAction(t *testing.T) {
 	c := eng.Create(t, exitedSpec("alice", ownedBy("alice")))
 	f.pipeline = shipped(t, "audit-next24h.hcl")
 	now := finishedAt(t, eng, c).Add(time.Minute)
-	args := f.args("explain", "json", now, "--var", "state_dir="+filepath.Join(t.TempDir(), "state"), "--var", "gpu_backend=none")
-	args = append(args[:len(args)-1], c.Name, f.pipeline)
-	code, out, errOut := cli(t, args...)
-	if code != ExitOK {
-		t.Fatalf("exit %d\n%s", code, errOut)
-	}
-	var doc explainDoc
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc := explainShipped(t, f, c.Name, now)
 	if doc.Container.Verdict != "keep" || doc.Action != nil || !hasRule(doc, "pipeline", "the verdict would be remove from ", "audit-next24h.hcl") {
 		t.Errorf("verdict %s, action %v, rules %+v; want keep, null and when it would be remove", doc.Container.Verdict, doc.Action, doc.Rules)
 	}
